@@ -1,0 +1,1 @@
+"""kd_det: knowledge distillation for Detectron2."""

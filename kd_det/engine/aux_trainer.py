@@ -1,0 +1,163 @@
+"""The training engine of the auxiliary (non-detection) distillers.
+
+Classification, face and super-resolution KD all train through Detectron2's own loop
+(TrainerBase + SimpleTrainer, hooks, EventStorage, fvcore Checkpointer, JSON/console
+writers, LR schedulers) driven by a yacs config; a subclass only says how to build its
+model (a module that returns a dict of losses in training mode), its training set and
+its evaluation.
+"""
+import logging
+import os
+from typing import Dict
+
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data.samplers import TrainingSampler
+from detectron2.engine import SimpleTrainer, TrainerBase, hooks
+from detectron2.solver import build_lr_scheduler
+from detectron2.solver.build import maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+from fvcore.common.checkpoint import Checkpointer
+
+__all__ = ["get_aux_cfg", "AuxTrainer", "build_infinite_loader"]
+
+
+def get_aux_cfg() -> CfgNode:
+    """Base config of the auxiliary trainers: Detectron2's SOLVER node and a few top keys.
+
+    Each auxiliary package adds its own MODEL/DATA/KD keys on top.
+    """
+    cfg = CfgNode()
+    cfg.OUTPUT_DIR = "./output/aux"
+    cfg.SEED = 0
+    cfg.CUDNN_BENCHMARK = False
+    cfg.MODEL = CfgNode()
+    cfg.MODEL.DEVICE = "cpu"
+    # Initial weights of the trainable model (student); empty = from scratch.
+    cfg.MODEL.WEIGHTS = ""
+    cfg.DATALOADER = CfgNode()
+    cfg.DATALOADER.BATCH_SIZE = 64
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.SOLVER = get_cfg().SOLVER.clone()
+    # "SGD" (Detectron2's build_optimizer settings) or "ADAM" (BASE_LR, WEIGHT_DECAY).
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    cfg.SOLVER.LOG_PERIOD = 20
+    cfg.TEST = CfgNode()
+    # Evaluate every N iterations (0: only at the end of training).
+    cfg.TEST.EVAL_PERIOD = 0
+    return cfg
+
+
+def build_infinite_loader(dataset, batch_size: int, seed: int, num_workers: int = 0,
+                          collate_fn=None):
+    """An endless, seeded, shuffled stream of batches (Detectron2's TrainingSampler)."""
+    sampler = TrainingSampler(len(dataset), shuffle=True, seed=seed)
+    batch_sampler = torch.utils.data.BatchSampler(sampler, batch_size, drop_last=True)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_fn
+    )
+
+
+class AuxTrainer(TrainerBase):
+    """Subclasses implement `build_model`, `build_train_loader` and `test`."""
+
+    def __init__(self, cfg: CfgNode):
+        super().__init__()
+        self.cfg = cfg
+        seed_all_rng(cfg.SEED)
+        model = self.build_model(cfg).to(cfg.MODEL.DEVICE)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        self._trainer = SimpleTrainer(model, data_loader, optimizer)
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = Checkpointer(
+            model, cfg.OUTPUT_DIR, optimizer=optimizer, scheduler=self.scheduler
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.final_results: Dict = {}
+        self.register_hooks(self.build_hooks())
+
+    # ---- what a subclass provides -------------------------------------------------
+    @classmethod
+    def build_model(cls, cfg) -> torch.nn.Module:
+        raise NotImplementedError(f"{cls.__name__} must implement build_model(cfg)")
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        raise NotImplementedError(f"{cls.__name__} must implement build_train_loader(cfg)")
+
+    @classmethod
+    def test(cls, cfg, model) -> Dict[str, float]:
+        raise NotImplementedError(f"{cls.__name__} must implement test(cfg, model)")
+
+    # ---- shared machinery ------------------------------------------------------------
+    @classmethod
+    def build_optimizer(cls, cfg, model) -> torch.optim.Optimizer:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameter: check MODEL.* and KD.* keys")
+        name = cfg.SOLVER.OPTIMIZER.upper()
+        if name == "SGD":
+            opt_cls = torch.optim.SGD
+            kwargs = dict(lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
+                          nesterov=cfg.SOLVER.NESTEROV, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        elif name == "ADAM":
+            opt_cls = torch.optim.Adam
+            kwargs = dict(lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        else:
+            raise ValueError(f"SOLVER.OPTIMIZER={cfg.SOLVER.OPTIMIZER!r}: use 'SGD' or 'ADAM'")
+        return maybe_add_gradient_clipping(cfg, opt_cls)(params, **kwargs)
+
+    def build_hooks(self):
+        cfg = self.cfg
+        ret = [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(self.optimizer, self.scheduler),
+        ]
+        if comm.is_main_process() and cfg.SOLVER.CHECKPOINT_PERIOD > 0:
+            ret.append(hooks.PeriodicCheckpointer(
+                self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter=self.max_iter))
+
+        def evaluate():
+            self.final_results = self.test(cfg, self.model)
+            return self.final_results
+
+        ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, evaluate))
+        if comm.is_main_process():
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+            ret.append(hooks.PeriodicWriter([
+                CommonMetricPrinter(self.max_iter),
+                JSONWriter(os.path.join(cfg.OUTPUT_DIR, "metrics.json")),
+            ], period=cfg.SOLVER.LOG_PERIOD))
+        return ret
+
+    def resume_or_load(self, resume: bool = True):
+        """Resume from the last checkpoint in OUTPUT_DIR, else load MODEL.WEIGHTS (if any)."""
+        weights = self.cfg.MODEL.WEIGHTS
+        ckpt = self.checkpointer.resume_or_load(weights, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = ckpt.get("iteration", -1) + 1
+        logging.getLogger(__name__).info("initial weights: %s", weights or "(from scratch)")
+
+    def run_step(self):
+        self._trainer.iter = self.iter
+        self._trainer.run_step()
+
+    def train(self) -> Dict[str, float]:
+        """Train to SOLVER.MAX_ITER and return the final evaluation."""
+        super().train(self.start_iter, self.max_iter)
+        return self.final_results
+
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._trainer.load_state_dict(state_dict["_trainer"])

@@ -1,0 +1,104 @@
+"""Soft cross-entropy: the one distillation cross-entropy every kd_det method shares.
+
+Chen et al. (2017) weight the classes (background 1.5) and use it as is; Hinton KD is
+the same quantity minus the teacher's entropy, times T^2 (so it equals T^2 * KL).
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "class_weights",
+    "soft_cross_entropy",
+    "binary_soft_cross_entropy",
+    "hinton_kd_loss",
+]
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean() if loss.numel() else loss.sum()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def class_weights(num_classes: int, bg_index: int, bg_weight: float, **like) -> torch.Tensor:
+    """Per-class weights w_c: 1 everywhere, `bg_weight` at `bg_index`.
+
+    Detectron2's ROI classifier has K+1 columns with background LAST (index K);
+    pass ``bg_index=-1`` or ``K`` for it.
+    """
+    w = torch.ones(num_classes, **like)
+    w[bg_index] = bg_weight
+    return w
+
+
+def soft_cross_entropy(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    weight: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """L = -sum_c w_c * P_t(c) * log P_s(c), with P = softmax(z / T) over the last dim.
+
+    Args:
+        student_logits, teacher_logits: (..., C). The teacher side gets no gradient.
+        weight: optional (C,) class weights w_c (see :func:`class_weights`).
+        reduction: over all leading dims: "mean" (default), "sum" or "none".
+    No T^2 factor: Chen et al. use T = 1; :func:`hinton_kd_loss` adds it.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} must have the same shape"
+        )
+    log_ps = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    pt = F.softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    prod = pt * log_ps
+    if weight is not None:
+        prod = prod * weight.to(prod)
+    return _reduce(-prod.sum(-1), reduction)
+
+
+def binary_soft_cross_entropy(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    bg_weight: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Two-class (object, background) form of :func:`soft_cross_entropy` for sigmoid
+    logits such as RPN objectness: p = sigmoid(x / T),
+    L = -[p_t log p_s + bg_weight * (1 - p_t) log(1 - p_s)].
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} must have the same shape"
+        )
+    xs = student_logits.float() / temperature
+    pt = torch.sigmoid(teacher_logits.detach().float() / temperature)
+    loss = -(pt * F.logsigmoid(xs) + bg_weight * (1 - pt) * F.logsigmoid(-xs))
+    return _reduce(loss, reduction)
+
+
+def hinton_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 4.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Hinton et al. (2015): T^2 * KL(p_t^T || p_s^T), summed over classes.
+
+    Computed as T^2 * (soft CE - teacher entropy) so that there is one soft CE in kd_det;
+    the entropy term carries no gradient, so the gradient is T (p_s - p_t) / N.
+    """
+    ce = soft_cross_entropy(student_logits, teacher_logits, temperature, reduction="none")
+    pt_log = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    entropy = -(pt_log.exp() * pt_log).sum(-1)
+    return _reduce(temperature**2 * (ce - entropy), reduction)
