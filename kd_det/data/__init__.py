@@ -1,0 +1,1 @@
+"""Datasets (built-in synthetic, COCO-json, VOC layout) and input transforms."""
