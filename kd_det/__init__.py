@@ -1,1 +1,9 @@
-"""kd_det: knowledge distillation for Detectron2."""
+"""kd_det: knowledge distillation for Detectron2.
+
+``import kd_det`` registers the DistillRCNN meta-architecture, the MobileNetV2-FPN
+backbone and kd_det's datasets; ``add_kd_config(cfg)`` adds the KD.* keys.
+"""
+from . import modeling  # noqa: F401  (registers DistillRCNN and backbones)
+from .config import add_kd_config, validate_kd_config
+
+__all__ = ["add_kd_config", "validate_kd_config"]

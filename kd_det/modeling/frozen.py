@@ -35,15 +35,20 @@ def load_strict(module: nn.Module, path: str, key: str, checkpointer_cls=None) -
     if not path:
         raise ValueError(f"{key} is empty: give the path of the trained teacher's weights.")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{key}={path!r} does not exist: give the teacher's weights file.")
-    ckpt = checkpointer_cls(module)
+        raise FileNotFoundError(
+            f"{key}={path!r} does not exist: give the teacher's weights file.")
+
+    class _Recording(checkpointer_cls):
+        def _load_model(self, checkpoint):
+            self.incompatible = super()._load_model(checkpoint)
+            return self.incompatible
+
+    ckpt = _Recording(module)
     try:
-        checkpoint = ckpt._load_file(path)
+        ckpt.load(path, checkpointables=[])
     except Exception as e:  # unreadable / not a checkpoint
         raise ValueError(f"{key}={path!r} could not be read as a checkpoint: {e}") from e
-    if "model" not in checkpoint:
-        checkpoint = {"model": checkpoint}
-    incompatible = ckpt._load_model(checkpoint)
+    incompatible = ckpt.incompatible
     problems = []
     if incompatible.missing_keys:
         problems.append(f"missing keys {sorted(incompatible.missing_keys)[:10]}")

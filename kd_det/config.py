@@ -1,0 +1,133 @@
+"""KD.* configuration keys for DistillRCNN, with their defaults and validation.
+
+Defaults follow Chen et al. (NeurIPS 2017): gamma (hint) = 0.5, T = 1, background weight
+1.5, nu (bounded regression) = 0.5. mu and the margin m are not given in the paper;
+re-implementations use mu in {0.5, 0.6} and m in {1e-5, 0.01, 0.2}; the defaults below
+(0.5, 0.0) are documented choices, not the authors' confirmed values.
+"""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_kd_config", "validate_kd_config"]
+
+_REG_MODES = ("bounded", "l2", "none")
+_ADAPTERS = ("conv1x1", "none")
+
+
+def _add_distill_terms(node: CN) -> None:
+    node.ENABLED = True
+    # L_cls = MU * L_hard + (1 - MU) * L_soft; the student's own hard loss is scaled by MU.
+    node.MU = 0.5
+    node.TEMPERATURE = 1.0
+    # Weight of the background class in the soft cross-entropy (1.0 = unweighted).
+    node.BG_WEIGHT = 1.5
+    # "bounded": teacher-bounded L2 to the ground truth; "l2": plain L2 to the teacher's
+    # regression output (the paper's ablation baseline); "none": no regression KD term.
+    node.REG_MODE = "bounded"
+    # nu in L_reg = smoothL1(R_s, y) + nu * L_b.
+    node.REG_WEIGHT = 0.5
+    # m: the bound applies while ||R_s - y||^2 + MARGIN > ||R_t - y||^2.
+    node.MARGIN = 0.0
+
+
+def add_kd_config(cfg: CN) -> None:
+    """Add the KD node (and the MobileNetV2 backbone keys) to a Detectron2 config."""
+    from .modeling.backbone.mobilenet import add_mobilenet_config
+
+    add_mobilenet_config(cfg)
+    _C = cfg
+    _C.KD = CN()
+    # The meta-architecture that the student is built as (from the same cfg).
+    _C.KD.STUDENT_META_ARCHITECTURE = "GeneralizedRCNN"
+
+    _C.KD.TEACHER = CN()
+    # Teacher's own Detectron2 config: a YAML path, or a model-zoo name such as
+    # "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml".
+    _C.KD.TEACHER.CONFIG_FILE = ""
+    # Trained teacher weights (.pth / .pkl). Loaded strictly: any missing or unexpected
+    # key is an error.
+    _C.KD.TEACHER.WEIGHTS = ""
+    # Extra "KEY VALUE" overrides applied to the teacher config, e.g. ["INPUT.FORMAT", "RGB"].
+    _C.KD.TEACHER.OPTS = []
+    # Evaluate the teacher on DATASETS.TEST once before the first KD step and log its AP,
+    # so that a teacher that loaded wrong is caught at once.
+    _C.KD.TEACHER.EVAL_BEFORE_TRAIN = True
+
+    _C.KD.HINT = CN()
+    _C.KD.HINT.ENABLED = True
+    # Pairs (student feature i, teacher feature i) of backbone outputs to imitate.
+    _C.KD.HINT.STUDENT_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+    _C.KD.HINT.TEACHER_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+    # "conv1x1": a 1x1 adaptation conv (used even when channels match, as in the paper);
+    # "none": compare raw features (channels must match; the ablation baseline).
+    _C.KD.HINT.ADAPTER = "conv1x1"
+    # gamma in L = L_RPN + L_RCN + gamma * L_hint; L_hint is averaged over the pairs.
+    _C.KD.HINT.WEIGHT = 0.5
+    # Spatial size mismatch between a pair: "interpolate" (bilinear, student to teacher
+    # size) or "error".
+    _C.KD.HINT.RESIZE = "interpolate"
+
+    _C.KD.RPN = CN()
+    _add_distill_terms(_C.KD.RPN)
+    # When teacher and student anchors cannot be aligned: "error" or "disable" (RPN KD off).
+    _C.KD.RPN.ON_MISMATCH = "error"
+
+    _C.KD.ROI = CN()
+    _add_distill_terms(_C.KD.ROI)
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{key}: {msg}")
+
+
+def validate_kd_config(cfg: CN) -> None:
+    """Refuse inconsistent KD settings before any model is built; errors name the key."""
+    kd = cfg.KD
+    _check(bool(kd.TEACHER.CONFIG_FILE), "KD.TEACHER.CONFIG_FILE",
+           "is empty; set it to the teacher's Detectron2 config (YAML path or model-zoo name).")
+    _check(bool(kd.TEACHER.WEIGHTS), "KD.TEACHER.WEIGHTS",
+           "is empty; set it to the trained teacher's weights file.")
+    _check(len(kd.TEACHER.OPTS) % 2 == 0, "KD.TEACHER.OPTS",
+           f"must be KEY VALUE pairs, got {len(kd.TEACHER.OPTS)} items.")
+    h = kd.HINT
+    if h.ENABLED:
+        _check(len(h.STUDENT_FEATURES) == len(h.TEACHER_FEATURES) > 0,
+               "KD.HINT.STUDENT_FEATURES/TEACHER_FEATURES",
+               f"need the same non-zero length (pairs), got {list(h.STUDENT_FEATURES)} and "
+               f"{list(h.TEACHER_FEATURES)}.")
+        _check(h.ADAPTER in _ADAPTERS, "KD.HINT.ADAPTER", f"must be one of {_ADAPTERS}.")
+        _check(h.RESIZE in ("interpolate", "error"), "KD.HINT.RESIZE",
+               "must be 'interpolate' or 'error'.")
+        _check(h.WEIGHT >= 0, "KD.HINT.WEIGHT", "must be >= 0.")
+    for name in ("RPN", "ROI"):
+        node = kd[name]
+        key = f"KD.{name}"
+        if not node.ENABLED:
+            continue
+        _check(0.0 <= node.MU <= 1.0, f"{key}.MU", f"must be in [0, 1], got {node.MU}.")
+        _check(node.TEMPERATURE > 0, f"{key}.TEMPERATURE", "must be > 0.")
+        _check(node.BG_WEIGHT >= 0, f"{key}.BG_WEIGHT", "must be >= 0.")
+        _check(node.REG_MODE in _REG_MODES, f"{key}.REG_MODE", f"must be one of {_REG_MODES}.")
+        _check(node.REG_WEIGHT >= 0, f"{key}.REG_WEIGHT", "must be >= 0.")
+        _check(node.MARGIN >= 0, f"{key}.MARGIN", "must be >= 0.")
+    _check(kd.RPN.ON_MISMATCH in ("error", "disable"), "KD.RPN.ON_MISMATCH",
+           "must be 'error' or 'disable'.")
+    _check(bool(active_kd_terms(cfg)), "KD.HINT/KD.RPN/KD.ROI",
+           "every distillation term is disabled or has weight zero, so the KD loss is "
+           "identically zero and the teacher would run for nothing; enable a term (e.g. "
+           "KD.ROI.ENABLED True with KD.ROI.MU < 1) or train a plain GeneralizedRCNN.")
+
+
+def active_kd_terms(cfg: CN):
+    """Names of the distillation loss terms that carry a non-zero weight under `cfg`."""
+    kd = cfg.KD
+    terms = []
+    for name, prefix in (("RPN", "loss_rpn_kd"), ("ROI", "loss_roi_kd")):
+        node = kd[name]
+        if node.ENABLED and node.MU < 1:
+            terms.append(f"{prefix}_cls")
+        if node.ENABLED and node.REG_MODE != "none" and node.REG_WEIGHT > 0:
+            terms.append(f"{prefix}_reg")
+    if kd.HINT.ENABLED and kd.HINT.WEIGHT > 0:
+        terms.append("loss_hint")
+    return terms

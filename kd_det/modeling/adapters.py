@@ -1,0 +1,72 @@
+"""Hint adaptation layers: map student feature maps onto the teacher's channels."""
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.layers import ShapeSpec
+from torch import nn
+
+from ..losses import hint_l2_loss
+
+__all__ = ["HintAdapters"]
+
+
+class HintAdapters(nn.Module):
+    """One adapter per (student feature, teacher feature) pair, and the hint loss.
+
+    The adapters keep fp32 master weights; under autocast their outputs are computed in
+    the autocast dtype and the loss is taken in fp32 (see kd_det.losses.hint).
+    """
+
+    def __init__(
+        self,
+        pairs: List[Tuple[str, str]],
+        student_shapes: Dict[str, ShapeSpec],
+        teacher_shapes: Dict[str, ShapeSpec],
+        kind: str = "conv1x1",
+        resize: str = "interpolate",
+    ):
+        super().__init__()
+        for s, t in pairs:
+            if s not in student_shapes:
+                raise ValueError(f"KD.HINT.STUDENT_FEATURES: {s!r} is not a student backbone "
+                                 f"output; available: {sorted(student_shapes)}")
+            if t not in teacher_shapes:
+                raise ValueError(f"KD.HINT.TEACHER_FEATURES: {t!r} is not a teacher backbone "
+                                 f"output; available: {sorted(teacher_shapes)}")
+        self.pairs = list(pairs)
+        self.resize = resize
+        self.adapters = nn.ModuleDict()
+        for s, t in pairs:
+            cs, ct = student_shapes[s].channels, teacher_shapes[t].channels
+            if kind == "conv1x1":
+                self.adapters[self._key(s, t)] = nn.Conv2d(cs, ct, kernel_size=1)
+            elif cs != ct:
+                raise ValueError(
+                    f"KD.HINT.ADAPTER='none' needs equal channels, but student {s!r} has {cs} "
+                    f"and teacher {t!r} has {ct}; use KD.HINT.ADAPTER='conv1x1'."
+                )
+
+    @staticmethod
+    def _key(s: str, t: str) -> str:
+        return f"{s}_to_{t}"
+
+    def forward(self, student_feats: Dict[str, torch.Tensor],
+                teacher_feats: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean over pairs of ||adapt(V) - Z||^2 (each pair averaged over its elements)."""
+        total = 0.0
+        for s, t in self.pairs:
+            v, z = student_feats[s], teacher_feats[t]
+            key = self._key(s, t)
+            if key in self.adapters:
+                v = self.adapters[key](v)
+            if v.shape[-2:] != z.shape[-2:]:
+                if self.resize != "interpolate":
+                    raise ValueError(
+                        f"KD.HINT.RESIZE='error': student {s!r} is {tuple(v.shape[-2:])} but "
+                        f"teacher {t!r} is {tuple(z.shape[-2:])}; pick features of equal "
+                        "stride or set KD.HINT.RESIZE='interpolate'."
+                    )
+                v = F.interpolate(v, size=z.shape[-2:], mode="bilinear", align_corners=False)
+            total = total + hint_l2_loss(v, z)
+        return total / len(self.pairs)

@@ -1,0 +1,229 @@
+"""DistillRCNN: a Faster R-CNN student trained against a frozen Faster R-CNN teacher
+(Chen et al., "Learning Efficient Object Detection Models with Knowledge Distillation",
+NeurIPS 2017).
+
+The teacher costs one backbone pass plus its RPN head and box head: it sees the anchors
+the student sampled and the ROIs the student sampled, never runs its own proposal
+generation, NMS or post-processing. Inference runs the student alone.
+"""
+import logging
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import move_device_like
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.modeling.proposal_generator import RPN
+from detectron2.modeling.roi_heads import StandardROIHeads
+from detectron2.structures import ImageList
+
+from .adapters import HintAdapters
+from .frozen import DistillerBase
+from .kd_terms import roi_kd_losses, rpn_kd_losses
+from .teacher import build_teacher, build_teacher_cfg, rpn_alignment_problem
+
+__all__ = ["DistillRCNN"]
+
+logger = logging.getLogger(__name__)
+
+
+def _flatten_rpn_outputs(logits, deltas, box_dim):
+    """Detectron2's RPN layout: (N, Hi*Wi*A) logits and (N, Hi*Wi*A, B) deltas per level."""
+    logits = [x.permute(0, 2, 3, 1).flatten(1) for x in logits]
+    deltas = [
+        x.view(x.shape[0], -1, box_dim, x.shape[-2], x.shape[-1]).permute(0, 3, 4, 1, 2)
+        .flatten(1, -2)
+        for x in deltas
+    ]
+    return logits, deltas
+
+
+@META_ARCH_REGISTRY.register()
+class DistillRCNN(DistillerBase):
+    """Student GeneralizedRCNN + frozen teacher + hint adapters.
+
+    ``state_dict()`` holds ``student.*`` and ``adapters.*`` only; the teacher is reloaded
+    from KD.TEACHER.WEIGHTS whenever the model is built.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        student: GeneralizedRCNN,
+        teacher: GeneralizedRCNN,
+        hint_adapters: Optional[HintAdapters],
+        hint_weight: float,
+        rpn_kd,
+        roi_kd,
+    ):
+        super().__init__()
+        self.student = student
+        self.add_teacher("teacher", teacher)
+        self.adapters = hint_adapters
+        self.hint_weight = hint_weight
+        self.rpn_kd = rpn_kd
+        self.roi_kd = roi_kd
+        for name, m in (("student", student), ("teacher", teacher)):
+            if not isinstance(m.proposal_generator, RPN):
+                raise ValueError(f"DistillRCNN needs an RPN in the {name} "
+                                 "(MODEL.PROPOSAL_GENERATOR.NAME='RPN').")
+            if not isinstance(m.roi_heads, StandardROIHeads) or m.roi_heads.train_on_pred_boxes:
+                raise ValueError(
+                    f"DistillRCNN needs StandardROIHeads-style box heads in the {name} "
+                    "(MODEL.ROI_HEADS.NAME 'StandardROIHeads' and "
+                    "MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES False).")
+        s_fmt, t_fmt = student.input_format, teacher.input_format
+        if {s_fmt, t_fmt} - {"RGB", "BGR"} and s_fmt != t_fmt:
+            raise ValueError(f"INPUT.FORMAT: student {s_fmt!r} and teacher {t_fmt!r} cannot "
+                             "be converted into each other; give the teacher the same format.")
+        self._flip_channels = s_fmt != t_fmt
+        self._share_images = (
+            not self._flip_channels
+            and torch.equal(student.pixel_mean.cpu(), teacher.pixel_mean.cpu())
+            and torch.equal(student.pixel_std.cpu(), teacher.pixel_std.cpu())
+        )
+
+    @classmethod
+    def from_config(cls, cfg):
+        from ..config import validate_kd_config
+
+        validate_kd_config(cfg)
+        s_cfg = cfg.clone()
+        s_cfg.defrost()
+        s_cfg.MODEL.META_ARCHITECTURE = cfg.KD.STUDENT_META_ARCHITECTURE
+        student = META_ARCH_REGISTRY.get(cfg.KD.STUDENT_META_ARCHITECTURE)(s_cfg)
+        teacher = build_teacher(build_teacher_cfg(cfg))
+
+        s_shapes, t_shapes = student.backbone.output_shape(), teacher.backbone.output_shape()
+        rpn_kd = cfg.KD.RPN.clone() if cfg.KD.RPN.ENABLED else None
+        if rpn_kd is not None:
+            problem = rpn_alignment_problem(
+                student.proposal_generator, teacher.proposal_generator, s_shapes, t_shapes)
+            if problem and cfg.KD.RPN.ON_MISMATCH == "error":
+                raise ValueError(
+                    f"KD.RPN: teacher and student anchors cannot be aligned ({problem}). Give "
+                    "both the same MODEL.ANCHOR_GENERATOR and RPN feature strides, or set "
+                    "KD.RPN.ON_MISMATCH='disable' (or KD.RPN.ENABLED False).")
+            if problem:
+                logger.warning("RPN distillation disabled: %s", problem)
+                rpn_kd = None
+        hint = None
+        if cfg.KD.HINT.ENABLED and cfg.KD.HINT.WEIGHT > 0:
+            hint = HintAdapters(
+                list(zip(cfg.KD.HINT.STUDENT_FEATURES, cfg.KD.HINT.TEACHER_FEATURES)),
+                s_shapes, t_shapes, cfg.KD.HINT.ADAPTER, cfg.KD.HINT.RESIZE)
+        return {
+            "student": student,
+            "teacher": teacher,
+            "hint_adapters": hint,
+            "hint_weight": cfg.KD.HINT.WEIGHT,
+            "rpn_kd": rpn_kd,
+            "roi_kd": cfg.KD.ROI.clone() if cfg.KD.ROI.ENABLED else None,
+        }
+
+    @property
+    def teacher(self) -> GeneralizedRCNN:
+        return self._teachers["teacher"]
+
+    @property
+    def device(self):
+        return self.student.device
+
+    def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
+        if not self.training:
+            return self.student(batched_inputs)
+        s, t = self.student, self.teacher
+        images = s.preprocess_image(batched_inputs)
+        gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+        features = s.backbone(images.tensor)
+        with torch.no_grad():
+            t_features = t.backbone(self._teacher_images(batched_inputs, images))
+
+        losses = {}
+        proposals, rpn_losses = self._rpn(images, features, t_features, gt_instances)
+        losses.update(rpn_losses)
+        losses.update(self._roi(features, t_features, proposals, gt_instances))
+        if self.adapters is not None:
+            losses["loss_hint"] = self.hint_weight * self.adapters(features, t_features)
+        return losses
+
+    def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
+        return self.student.inference(batched_inputs, detected_instances, do_postprocess)
+
+    def _teacher_images(self, batched_inputs, images: ImageList) -> torch.Tensor:
+        """The teacher's normalised batch, padded exactly like the student's so that the
+        two RPNs see feature maps of one size."""
+        if self._share_images:
+            return images.tensor
+        t = self.teacher
+        ims = [move_device_like(x["image"], t.pixel_mean) for x in batched_inputs]
+        if self._flip_channels:
+            ims = [x.flip(0) for x in ims]
+        ims = [(x - t.pixel_mean) / t.pixel_std for x in ims]
+        out = ImageList.from_tensors(ims, self.student.backbone.size_divisibility,
+                                     padding_constraints=self.student.backbone.padding_constraints)
+        div = t.backbone.size_divisibility
+        if div > 1 and (out.tensor.shape[-1] % div or out.tensor.shape[-2] % div):
+            raise ValueError(
+                f"the teacher backbone needs inputs divisible by {div}, but the student pads "
+                f"to {tuple(out.tensor.shape[-2:])}; use a student backbone whose "
+                "size_divisibility is a multiple of the teacher's.")
+        return out.tensor
+
+    def _rpn(self, images, features, t_features, gt_instances):
+        """The student's RPN step by step (as RPN.forward does), plus the KD terms on the
+        same labelled and sampled anchors."""
+        rpn = self.student.proposal_generator
+        feats = [features[f] for f in rpn.in_features]
+        anchors = rpn.anchor_generator(feats)
+        box_dim = rpn.anchor_generator.box_dim
+        logits, deltas = _flatten_rpn_outputs(*rpn.rpn_head(feats), box_dim)
+        gt_labels, gt_boxes = rpn.label_and_sample_anchors(anchors, gt_instances)
+        losses = rpn.losses(anchors, logits, gt_labels, deltas, gt_boxes)
+        proposals = rpn.predict_proposals(anchors, logits, deltas, images.image_sizes)
+        if self.rpn_kd is None:
+            return proposals, losses
+
+        t_rpn = self.teacher.proposal_generator
+        with torch.no_grad():
+            t_logits, t_deltas = _flatten_rpn_outputs(
+                *t_rpn.rpn_head([t_features[f] for f in t_rpn.in_features]), box_dim)
+        for a, b in zip(logits, t_logits):
+            if a.shape != b.shape:
+                raise RuntimeError(
+                    f"KD.RPN: teacher RPN outputs {tuple(b.shape)} do not match the student's "
+                    f"{tuple(a.shape)} on the same anchors; the backbones pad or stride "
+                    "differently. Set KD.RPN.ENABLED False or align the backbones.")
+        losses["loss_rpn_cls"] = losses["loss_rpn_cls"] * self.rpn_kd.MU
+        losses.update(rpn_kd_losses(
+            self.rpn_kd, anchors, gt_labels, gt_boxes, logits, deltas, t_logits, t_deltas,
+            rpn.box2box_transform, normalizer=rpn.batch_size_per_image * len(gt_labels)))
+        return proposals, losses
+
+    def _roi(self, features, t_features, proposals, gt_instances):
+        """The student's box branch on its sampled ROIs; the teacher's box head on the
+        very same boxes."""
+        roi = self.student.roi_heads
+        proposals = roi.label_and_sample_proposals(proposals, gt_instances)
+        boxes = [p.proposal_boxes for p in proposals]
+        box_features = roi.box_head(roi.box_pooler([features[f] for f in roi.box_in_features],
+                                                   boxes))
+        scores, deltas = roi.box_predictor(box_features)
+        losses = roi.box_predictor.losses((scores, deltas), proposals)
+        losses.update(roi._forward_mask(features, proposals))
+        losses.update(roi._forward_keypoint(features, proposals))
+        if self.roi_kd is None:
+            return losses
+
+        t_roi = self.teacher.roi_heads
+        with torch.no_grad():
+            t_box = t_roi.box_head(t_roi.box_pooler(
+                [t_features[f] for f in t_roi.box_in_features], boxes))
+            t_scores, t_deltas = t_roi.box_predictor(t_box)
+        losses["loss_cls"] = losses["loss_cls"] * self.roi_kd.MU
+        losses.update(roi_kd_losses(
+            self.roi_kd, proposals, scores, deltas, t_scores, t_deltas,
+            roi.box_predictor.box2box_transform, t_roi.box_predictor.box2box_transform,
+            roi.num_classes))
+        return losses

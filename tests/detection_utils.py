@@ -1,0 +1,88 @@
+"""Tiny real Detectron2 Faster R-CNN configs, teachers on disk and batches for tests."""
+import os
+
+import torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+
+from kd_det import add_kd_config
+
+
+def tiny_rcnn_cfg(fpn_channels=32, num_classes=3, depth=18, fc_dim=64):
+    """A small but complete R-18-FPN Faster R-CNN (BN, random init) for 64-128 px images."""
+    cfg = get_cfg()
+    add_kd_config(cfg)
+    cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "configs",
+                                     "Base-RCNN-FPN.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = ""
+    cfg.MODEL.RESNETS.DEPTH = depth
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.RESNETS.NORM = "BN"
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    cfg.MODEL.FPN.OUT_CHANNELS = fpn_channels
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 64
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = fc_dim
+    cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 64
+    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 200
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 400
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128], [256]]
+    return cfg
+
+
+def write_teacher(tmp_path, num_classes=3, anchor_sizes=None, fpn_channels=64, seed=0):
+    """Save a teacher config + weights (random init: tests check mechanics, not accuracy)."""
+    tcfg = tiny_rcnn_cfg(fpn_channels=fpn_channels, num_classes=num_classes, fc_dim=96)
+    if anchor_sizes is not None:
+        tcfg.MODEL.ANCHOR_GENERATOR.SIZES = anchor_sizes
+    torch.manual_seed(seed)
+    teacher = build_model(tcfg)
+    _calibrate_bn(teacher)
+    cfg_path = os.path.join(tmp_path, f"teacher_{num_classes}_{seed}.yaml")
+    w_path = os.path.join(tmp_path, f"teacher_{num_classes}_{seed}.pth")
+    with open(cfg_path, "w") as f:
+        f.write(tcfg.dump())
+    torch.save({"model": teacher.state_dict()}, w_path)
+    return cfg_path, w_path
+
+
+@torch.no_grad()
+def _calibrate_bn(model):
+    """Give a random-init model the BatchNorm statistics of real inputs, as a trained
+    teacher has; otherwise its eval-mode features explode."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for seed in range(4):
+        model.backbone(model.preprocess_image(fixed_batch(seed=seed)).tensor)
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
+
+
+def kd_cfg(tmp_path, **teacher_kwargs):
+    cfg = tiny_rcnn_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "DistillRCNN"
+    cfg.KD.TEACHER.CONFIG_FILE, cfg.KD.TEACHER.WEIGHTS = write_teacher(tmp_path, **teacher_kwargs)
+    return cfg
+
+
+def fixed_batch(n=2, size=96, seed=0):
+    """Images with a few boxes each, in Detectron2's dataset-mapper output format."""
+    g = torch.Generator().manual_seed(seed)
+    batch = []
+    for _ in range(n):
+        img = torch.randint(0, 255, (3, size, size), generator=g).float()
+        boxes = torch.tensor([[8.0, 10.0, 40.0, 50.0], [50.0, 40.0, 90.0, 80.0]])
+        for (x0, y0, x1, y1), c in zip(boxes.int().tolist(), (40.0, 220.0)):
+            img[:, y0:y1, x0:x1] = c
+        inst = Instances((size, size))
+        inst.gt_boxes = Boxes(boxes)
+        inst.gt_classes = torch.tensor([0, 2])
+        batch.append({"image": img, "instances": inst, "height": size, "width": size})
+    return batch
