@@ -86,3 +86,40 @@ def fixed_batch(n=2, size=96, seed=0):
         inst.gt_classes = torch.tensor([0, 2])
         batch.append({"image": img, "instances": inst, "height": size, "width": size})
     return batch
+
+
+def make_coco_dataset(root, name, n_images=6, size=96, seed=0):
+    """A tiny COCO-json dataset of bright rectangles on noise, registered as `name`."""
+    import json
+
+    import cv2
+    import numpy as np
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    rng = np.random.RandomState(seed)
+    os.makedirs(root, exist_ok=True)
+    images, anns = [], []
+    for i in range(n_images):
+        img = rng.randint(0, 80, (size, size, 3)).astype(np.uint8)
+        for j in range(2):
+            w, h = rng.randint(16, 40, 2)
+            x, y = rng.randint(0, size - w), rng.randint(0, size - h)
+            c = int(rng.randint(0, 3))
+            img[y:y + h, x:x + w] = (80 + 60 * c, 255 - 60 * c, 120)
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": c + 1,
+                         "bbox": [int(x), int(y), int(w), int(h)], "area": int(w * h),
+                         "iscrowd": 0})
+        fname = f"{i:03d}.png"
+        cv2.imwrite(os.path.join(root, fname), img)
+        images.append({"id": i + 1, "file_name": fname, "height": size, "width": size})
+    cats = [{"id": k + 1, "name": f"c{k}"} for k in range(3)]
+    path = os.path.join(root, "ann.json")
+    with open(path, "w") as f:
+        json.dump({"images": images, "annotations": anns, "categories": cats}, f)
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        from detectron2.data import MetadataCatalog
+        MetadataCatalog.remove(name)
+    register_coco_instances(name, {}, path, root)
+    return path

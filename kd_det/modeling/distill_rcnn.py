@@ -78,6 +78,7 @@ class DistillRCNN(DistillerBase):
             raise ValueError(f"INPUT.FORMAT: student {s_fmt!r} and teacher {t_fmt!r} cannot "
                              "be converted into each other; give the teacher the same format.")
         self._flip_channels = s_fmt != t_fmt
+        self._register_load_state_dict_pre_hook(self._accept_plain_student_weights)
         self._share_images = (
             not self._flip_channels
             and torch.equal(student.pixel_mean.cpu(), teacher.pixel_mean.cpu())
@@ -121,6 +122,16 @@ class DistillRCNN(DistillerBase):
             "rpn_kd": rpn_kd,
             "roi_kd": cfg.KD.ROI.clone() if cfg.KD.ROI.ENABLED else None,
         }
+
+    @staticmethod
+    def _accept_plain_student_weights(state_dict, prefix, *args):
+        """Let MODEL.WEIGHTS be a plain GeneralizedRCNN checkpoint: its keys go to the
+        student (so a pretrained student or ImageNet backbone loads as usual)."""
+        ours = (prefix + "student.", prefix + "adapters.")
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        if keys and not any(k.startswith(ours) for k in keys):
+            for k in keys:
+                state_dict[prefix + "student." + k[len(prefix):]] = state_dict.pop(k)
 
     @property
     def teacher(self) -> GeneralizedRCNN:

@@ -6,7 +6,7 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-__all__ = ["mean_spread", "save_json", "bar_chart", "median_time"]
+__all__ = ["mean_spread", "save_json", "bar_chart", "median_time", "atomic_torch_save"]
 
 
 def mean_spread(values: Sequence[float]) -> Dict[str, float]:
@@ -77,3 +77,12 @@ def median_time(fn: Callable[[], object], warmup: int = 2, repeats: int = 10) ->
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """torch.save through a temporary file and rename (no half-written checkpoints)."""
+    import torch
+
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

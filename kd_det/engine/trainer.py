@@ -1,0 +1,192 @@
+"""KDTrainer: Detectron2's DefaultTrainer for plain teachers and DistillRCNN students.
+
+What it adds to DefaultTrainer: the evaluator follows the dataset's metadata (COCO or
+PASCAL VOC), datasets are checked before anything is built, the teacher is evaluated once
+before the first KD step, the student is exported at the end, DDP works on CPU (gloo), and
+``--resume`` continues exactly: RNG states travel in the checkpoint and the sampler skips
+the batches already seen.
+"""
+import itertools
+import logging
+import random
+import weakref
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import (
+    DatasetCatalog,
+    MetadataCatalog,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
+from detectron2.data.samplers import TrainingSampler
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
+
+from ..modeling import DistillRCNN
+from .hooks import ExportStudentHook, TeacherEvalHook
+
+__all__ = ["KDTrainer", "build_evaluator", "check_datasets", "create_ddp_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_datasets(cfg) -> None:
+    """Every DATASETS.TRAIN/TEST name must be registered; say which and how to fix it."""
+    registered = set(DatasetCatalog.list())
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            if name not in registered:
+                kd = sorted(n for n in registered if n.startswith(("kd_", "bccd")))
+                raise KeyError(
+                    f"DATASETS.{key}: dataset {name!r} is not registered. Register it first "
+                    "(kd_det.data.register_coco_json / register_voc_layout, see "
+                    f"datasets/README.md) or use one of kd_det's: {kd}")
+
+
+def build_evaluator(cfg, dataset_name, output_folder=None):
+    """COCO AP for COCO-format datasets, PASCAL VOC mAP@0.5 (+0.5:0.95 mean) for VOC ones."""
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "")
+    if kind == "coco":
+        return COCOEvaluator(dataset_name, output_dir=output_folder)
+    if kind == "pascal_voc":
+        return PascalVOCDetectionEvaluator(dataset_name)
+    raise ValueError(
+        f"DATASETS.TEST: dataset {dataset_name!r} has evaluator_type={kind!r}; kd_det "
+        "evaluates 'coco' and 'pascal_voc' datasets (set it in MetadataCatalog).")
+
+
+def create_ddp_model(model):
+    """Detectron2's DDP wrapper, minus device_ids for CPU modules (gloo)."""
+    if comm.get_world_size() == 1:
+        return model
+    on_cuda = next(model.parameters()).is_cuda
+    return DistributedDataParallel(
+        model, broadcast_buffers=False,
+        device_ids=[comm.get_local_rank()] if on_cuda else None)
+
+
+def _numpy_state_to_tensors(state):
+    name, keys, pos, has_gauss, cached = state
+    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+            float(cached)]
+
+
+def _numpy_state_from_tensors(state):
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+
+
+class _SkippingSampler(TrainingSampler):
+    """TrainingSampler that can skip the indices of batches consumed before a resume."""
+
+    skip = 0
+
+    def __iter__(self):
+        yield from itertools.islice(super().__iter__(), self.skip, None)
+
+
+class KDTrainer(DefaultTrainer):
+    def __init__(self, cfg):
+        check_datasets(cfg)
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        self._sampler = None
+        self._rng_to_restore = None
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR,
+                                                  trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_train_loader(self, cfg):
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+            return super().build_train_loader(cfg)
+        dataset = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN,
+            filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+            if cfg.MODEL.KEYPOINT_ON else 0,
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+        )
+        seed = cfg.SEED if cfg.SEED >= 0 else None
+        self._sampler = _SkippingSampler(len(dataset), seed=seed)
+        # A seeded loader draws its worker seeds from its own generator, not from the
+        # global torch RNG that resume restores.
+        return build_detection_train_loader(cfg, dataset=dataset, sampler=self._sampler,
+                                            seed=seed)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        model = self._unwrapped_model()
+        if isinstance(model, DistillRCNN):
+            if self.cfg.KD.TEACHER.EVAL_BEFORE_TRAIN and self.cfg.DATASETS.TEST:
+                ret.insert(0, TeacherEvalHook(self.cfg, model.teacher, self.build_test_loader,
+                                              self.build_evaluator))
+            ret.append(ExportStudentHook(self.cfg, self.checkpointer))
+        return ret
+
+    def _unwrapped_model(self):
+        model = self._trainer.model
+        return model.module if isinstance(model, DistributedDataParallel) else model
+
+    def train(self):
+        """Train, then return the last evaluation results (DefaultTrainer returns them only
+        when TEST.EXPECTED_RESULTS is set)."""
+        super().train()
+        return getattr(self, "_last_eval_results", None)
+
+    # ---- exact resume ----------------------------------------------------------------
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["rng"] = {
+            "python": random.getstate(),
+            # Tensors, not ndarrays: checkpoints must load with torch.load(weights_only=True).
+            "numpy": _numpy_state_to_tensors(np.random.get_state()),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._rng_to_restore = state_dict.get("rng")
+
+    def resume_or_load(self, resume=True):
+        """DefaultTrainer.resume_or_load, then fast-forward data and RNGs when resuming.
+
+        Exact when DATALOADER.NUM_WORKERS is 0 and SAMPLER_TRAIN is TrainingSampler; with
+        workers, the data order after a resume is a fresh one (Detectron2's behaviour).
+        """
+        super().resume_or_load(resume)
+        if not (resume and self.start_iter > 0):
+            return
+        if self._sampler is not None:
+            per_rank = self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+            self._sampler.skip = self.start_iter * per_rank
+        rng = self._rng_to_restore
+        if rng:
+            random.setstate(rng["python"])
+            np.random.set_state(_numpy_state_from_tensors(rng["numpy"]))
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        logger.info("Resumed at iteration %d", self.start_iter)

@@ -1,0 +1,143 @@
+"""tools/train_net.py end to end on a tiny COCO-json dataset: train, evaluate, export,
+eval-only, exact resume, and refusals before training."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import HookBase
+from detectron2.modeling import build_model
+
+from kd_det.engine import KDTrainer
+
+from .detection_utils import kd_cfg, make_coco_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import train_net  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def kd_config(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("engine")
+    make_coco_dataset(str(tmp / "train"), "kd_test_train", n_images=6, seed=0)
+    make_coco_dataset(str(tmp / "val"), "kd_test_val", n_images=3, seed=1)
+    cfg = kd_cfg(str(tmp))
+    cfg.DATASETS.TRAIN = ("kd_test_train",)
+    cfg.DATASETS.TEST = ("kd_test_val",)
+    cfg.INPUT.MIN_SIZE_TRAIN = (96,)
+    cfg.INPUT.MAX_SIZE_TRAIN = 96
+    cfg.INPUT.MIN_SIZE_TEST = 96
+    cfg.INPUT.MAX_SIZE_TEST = 96
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.SOLVER.BASE_LR = 0.005
+    cfg.SOLVER.MAX_ITER = 4
+    cfg.SOLVER.STEPS = ()
+    cfg.SOLVER.WARMUP_ITERS = 0
+    cfg.SOLVER.CHECKPOINT_PERIOD = 2
+    cfg.TEST.EVAL_PERIOD = 0
+    cfg.SEED = 3
+    path = str(tmp / "kd.yaml")
+    with open(path, "w") as f:
+        f.write(cfg.dump())
+    return path
+
+
+def _args(config, out, *opts, eval_only=False, resume=False):
+    return train_net.default_argument_parser().parse_args(
+        ["--config-file", config] + (["--eval-only"] if eval_only else [])
+        + (["--resume"] if resume else []) + ["OUTPUT_DIR", str(out), *map(str, opts)])
+
+
+def test_train_evaluate_export_and_eval_only(kd_config, tmp_path):
+    out = tmp_path / "run"
+    results = train_net.main(_args(kd_config, out))
+    assert "AP" in results["bbox"]  # one test set: Detectron2 returns its results unwrapped
+    lines = [json.loads(x) for x in open(out / "metrics.json")]
+    assert any("loss_roi_kd_cls" in x and "loss_hint" in x for x in lines)
+    assert any(k.startswith("teacher/kd_test_val/bbox/AP") for x in lines for k in x)
+    ckpt = torch.load(out / "model_final.pth", weights_only=False)
+    assert all(k.startswith(("student.", "adapters.")) for k in ckpt["model"])
+    assert (out / "student_final.pth").is_file() and (out / "student_final.yaml").is_file()
+    again = train_net.main(_args(kd_config, tmp_path / "eval", "MODEL.WEIGHTS",
+                                 out / "model_final.pth", eval_only=True))
+    assert again["bbox"] == pytest.approx(results["bbox"], nan_ok=True)
+    # The exported student loads into vanilla Detectron2, without kd_det, with identical
+    # predictions.
+    cfg = train_net.setup(_args(kd_config, tmp_path / "p"))
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(str(out / "model_final.pth"))
+    img = torch.randint(0, 255, (3, 96, 96), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model([{"image": img.float(), "height": 96, "width": 96}])[0]["instances"]
+    torch.save(img, tmp_path / "img.pt")
+    code = f"""
+import sys, torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.checkpoint import DetectionCheckpointer
+cfg = get_cfg(); cfg.merge_from_file({str(out / 'student_final.yaml')!r})
+m = build_model(cfg).eval()
+DetectionCheckpointer(m).load(cfg.MODEL.WEIGHTS)
+img = torch.load({str(tmp_path / 'img.pt')!r})
+with torch.no_grad():
+    r = m([{{"image": img.float(), "height": 96, "width": 96}}])[0]["instances"]
+torch.save({{"boxes": r.pred_boxes.tensor, "scores": r.scores}}, {str(tmp_path / 'v.pt')!r})
+assert "kd_det" not in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(tmp_path))
+    vanilla = torch.load(tmp_path / "v.pt")
+    torch.testing.assert_close(vanilla["boxes"], ours.pred_boxes.tensor)
+    torch.testing.assert_close(vanilla["scores"], ours.scores)
+
+
+class _LossRecorder(HookBase):
+    def __init__(self):
+        self.losses = {}
+
+    def after_step(self):
+        hist = self.trainer.storage.history("total_loss")
+        self.losses[self.trainer.iter] = hist.latest()
+
+
+def _run(cfg, resume=False):
+    trainer = KDTrainer(cfg)
+    rec = _LossRecorder()
+    trainer.register_hooks([rec])
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    return rec.losses
+
+
+def test_resume_continues_exactly(kd_config, tmp_path):
+    cfg = train_net.setup(_args(kd_config, tmp_path / "full", "KD.TEACHER.EVAL_BEFORE_TRAIN",
+                                False, "SOLVER.MAX_ITER", 5))
+    full = _run(cfg)
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copy(tmp_path / "full" / "model_0000001.pth", part)
+    (part / "last_checkpoint").write_text("model_0000001.pth")
+    cfg2 = cfg.clone()
+    cfg2.defrost()
+    cfg2.OUTPUT_DIR = str(part)
+    resumed = _run(cfg2, resume=True)
+    assert sorted(resumed) == [2, 3, 4]
+    for it in resumed:
+        assert resumed[it] == pytest.approx(full[it], rel=1e-6, abs=1e-7), (it, resumed, full)
+
+
+def test_unknown_dataset_is_refused_before_training(kd_config, tmp_path):
+    with pytest.raises(KeyError, match="DATASETS.TRAIN: dataset 'nope' is not registered"):
+        train_net.main(_args(kd_config, tmp_path, "DATASETS.TRAIN", "('nope',)"))
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_missing_teacher_file_is_refused_before_training(kd_config, tmp_path):
+    with pytest.raises(FileNotFoundError, match="KD.TEACHER.WEIGHTS"):
+        train_net.main(_args(kd_config, tmp_path, "KD.TEACHER.WEIGHTS", "/no/such/file.pth"))
+    assert not (tmp_path / "metrics.json").exists()

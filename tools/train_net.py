@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""Train or evaluate a Detectron2 model with kd_det: plain teachers and DistillRCNN
+students alike, with Detectron2's usual arguments.
+
+    python tools/train_net.py --config-file configs/builtin/kd_mnv2_from_r18.yaml
+    python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+    python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 32
+"""
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+
+import kd_det
+from kd_det.engine import KDTrainer, check_datasets
+
+
+def setup(args):
+    cfg = get_cfg()
+    kd_det.add_kd_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        check_datasets(cfg)
+        model = KDTrainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
+        return KDTrainer.test(cfg, model)
+    trainer = KDTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
