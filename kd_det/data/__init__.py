@@ -1,1 +1,29 @@
 """Datasets (built-in synthetic, COCO-json, VOC layout) and input transforms."""
+from .builtin import BUILTIN_CLASSES, BuiltinSpec, builtin_root, prepare_builtin
+from .datasets import (
+    BCCD_CLASSES,
+    DatasetNotRegisteredError,
+    bccd_root,
+    check_dataset_registered,
+    load_voc_layout,
+    register_all,
+    register_builtin,
+    register_coco_json,
+    register_voc_layout,
+)
+
+__all__ = [
+    "BCCD_CLASSES",
+    "BUILTIN_CLASSES",
+    "BuiltinSpec",
+    "DatasetNotRegisteredError",
+    "bccd_root",
+    "builtin_root",
+    "check_dataset_registered",
+    "load_voc_layout",
+    "prepare_builtin",
+    "register_all",
+    "register_builtin",
+    "register_coco_json",
+    "register_voc_layout",
+]

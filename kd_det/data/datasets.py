@@ -1,0 +1,221 @@
+"""Dataset registration: COCO-json and VOC-layout folders with any class list, BCCD, and
+kd_det's built-in set.
+
+Registering only records paths (no file is read), so ``import kd_det`` stays cheap and
+works when a dataset is absent; the files are checked when the dataset is first loaded,
+which Detectron2 does before the first training step, with errors that name the dataset,
+the path and the fix. Registering a name again replaces it, so calling these functions
+(or ``register_all``) twice is harmless.
+"""
+import difflib
+import logging
+import os
+import xml.etree.ElementTree as ET
+from typing import Dict, List, Optional, Sequence
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+from detectron2.structures import BoxMode
+from PIL import Image
+
+from .builtin import BUILTIN_CLASSES, BuiltinSpec, builtin_root, prepare_builtin
+
+__all__ = [
+    "BCCD_CLASSES",
+    "DatasetNotRegisteredError",
+    "bccd_root",
+    "check_dataset_registered",
+    "load_voc_layout",
+    "register_all",
+    "register_builtin",
+    "register_coco_json",
+    "register_voc_layout",
+]
+
+logger = logging.getLogger(__name__)
+
+BCCD_CLASSES = ("RBC", "WBC", "Platelets")
+BCCD_SPLITS = ("train", "val", "trainval", "test")
+
+# Names registered through this module, listed when a dataset name is unknown.
+_KD_DATASETS: Dict[str, dict] = {}
+
+
+def _register(name: str, loader, metadata: dict) -> None:
+    """Register `name`; the same registration again is a no-op, a different one replaces it."""
+    if _KD_DATASETS.get(name) == metadata and name in DatasetCatalog.list():
+        return
+    if name in DatasetCatalog.list():
+        logger.info(f"Dataset {name!r} was registered before; replacing it.")
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, loader)
+    MetadataCatalog.get(name).set(**metadata)
+    _KD_DATASETS[name] = dict(metadata)
+
+
+# ---------------------------------------------------------------------------------------
+# COCO json
+
+
+def _load_coco(name: str, json_file: str, image_root: str) -> List[dict]:
+    for what, path, isfile in (("json file", json_file, True), ("image folder", image_root,
+                                                                False)):
+        if not (os.path.isfile(path) if isfile else os.path.isdir(path)):
+            raise FileNotFoundError(
+                f"Dataset {name!r}: COCO {what} {path} does not exist. Put the data there "
+                "(layout: datasets/README.md) or register the dataset again with the right "
+                "path: kd_det.data.register_coco_json(name, json_file, image_root).")
+    return load_coco_json(json_file, image_root, name)
+
+
+def register_coco_json(name: str, json_file: str, image_root: str,
+                       metadata: Optional[dict] = None) -> None:
+    """A COCO-format detection dataset (any categories), evaluated with COCOEvaluator.
+
+    Thin over Detectron2's ``register_coco_instances``; adds the check of the paths at load
+    time. Class names come from the json's "categories" when the dataset is loaded.
+    """
+    json_file, image_root = os.fspath(json_file), os.fspath(image_root)
+    _register(name, lambda: _load_coco(name, json_file, image_root),
+              dict(metadata or {}, json_file=json_file, image_root=image_root,
+                   evaluator_type="coco"))
+
+
+# ---------------------------------------------------------------------------------------
+# PASCAL VOC layout
+
+
+def load_voc_layout(name: str, root: str, split: str,
+                    class_names: Sequence[str]) -> List[dict]:
+    """Detectron2 dicts of a VOC-layout folder, like Detectron2's ``load_voc_instances`` but
+    for any class list, with boxes narrower or lower than 1 px dropped (BCCD has two) and
+    clear errors for a missing folder, split list, annotation or unknown class."""
+    split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"Dataset {name!r}: VOC folder {root} does not exist. Put the data there "
+            "(layout: datasets/README.md) or point the registration at it "
+            "(KD_DET_BCCD_ROOT for BCCD, or kd_det.data.register_voc_layout(name, root, ...)).")
+    if not os.path.isfile(split_file):
+        raise FileNotFoundError(
+            f"Dataset {name!r}: VOC folder without ImageSets: {split_file} is missing. A "
+            f"VOC-layout folder needs ImageSets/Main/{split}.txt listing the image ids of "
+            f"split {split!r}, one per line (e.g. 'ls {root}/Annotations | sed s/.xml$// > "
+            f"{split_file}'), next to Annotations/ and JPEGImages/.")
+    with open(split_file) as f:
+        file_ids = [line.split()[0] for line in f if line.strip()]
+    dicts, dropped = [], []
+    for file_id in file_ids:
+        anno_file = os.path.join(root, "Annotations", f"{file_id}.xml")
+        image_file = os.path.join(root, "JPEGImages", f"{file_id}.jpg")
+        for path in (anno_file, image_file):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"Dataset {name!r}: {path} is missing (image id "
+                                        f"{file_id!r} is listed in {split_file}).")
+        tree = ET.parse(anno_file)
+        width, height = (int(tree.findtext(f"./size/{k}", "0")) for k in ("width", "height"))
+        if width <= 0 or height <= 0:
+            with Image.open(image_file) as im:
+                width, height = im.size
+        instances = []
+        for obj in tree.findall("object"):
+            cls = obj.findtext("name", "").strip()
+            if cls not in class_names:
+                raise ValueError(
+                    f"Dataset {name!r}: {anno_file} has an object of class {cls!r}, which is "
+                    f"not in the registered class list {list(class_names)}. Register the "
+                    "dataset with every class its annotations use.")
+            x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{k}")) for k in
+                              ("xmin", "ymin", "xmax", "ymax"))
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                dropped.append(f"{file_id}: {cls} {[x0, y0, x1, y1]}")
+                continue
+            # VOC boxes are 1-based inclusive pixel indices; same conversion as Detectron2's
+            # load_voc_instances, so PascalVOCDetectionEvaluator scores them consistently.
+            instances.append({"category_id": class_names.index(cls),
+                              "bbox": [x0 - 1, y0 - 1, x1, y1], "bbox_mode": BoxMode.XYXY_ABS})
+        dicts.append({"file_name": image_file, "image_id": file_id, "height": height,
+                      "width": width, "annotations": instances})
+    if dropped:
+        logger.info(f"Dataset {name!r}: dropped {len(dropped)} box(es) with width or height "
+                    f"< 1 px: {dropped}")
+    return dicts
+
+
+def register_voc_layout(name: str, root: str, split: str, class_names: Sequence[str],
+                        year: int = 2007) -> None:
+    """A VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt) with any
+    class list, evaluated with Detectron2's PascalVOCDetectionEvaluator (`year` 2007 uses
+    the 11-point AP, 2012 the area under the curve)."""
+    if year not in (2007, 2012):
+        raise ValueError(f"register_voc_layout({name!r}): year={year}; "
+                         "PascalVOCDetectionEvaluator knows 2007 and 2012.")
+    root, class_names = os.path.abspath(root), tuple(class_names)
+    _register(name, lambda: load_voc_layout(name, root, split, class_names),
+              dict(thing_classes=list(class_names), dirname=root, year=year, split=split,
+                   evaluator_type="pascal_voc"))
+
+
+def bccd_root() -> str:
+    """$KD_DET_BCCD_ROOT, else $DETECTRON2_DATASETS/BCCD (DETECTRON2_DATASETS: ./datasets)."""
+    return os.environ.get("KD_DET_BCCD_ROOT") or os.path.join(
+        os.environ.get("DETECTRON2_DATASETS", "datasets"), "BCCD")
+
+
+# ---------------------------------------------------------------------------------------
+# Built-in synthetic set
+
+
+def register_builtin(prefix: str = "kd_builtin", root: Optional[str] = None,
+                     spec: BuiltinSpec = BuiltinSpec()) -> None:
+    """Register `<prefix>_train` and `<prefix>_val`; the set is generated into `root`
+    (default $DETECTRON2_DATASETS/kd_builtin) when either is first loaded."""
+    root = os.path.abspath(root or builtin_root())
+
+    def load(split):
+        prepare_builtin(root, spec)
+        return _load_coco(f"{prefix}_{split}", json_file(split), os.path.join(root, split))
+
+    def json_file(split):
+        return os.path.join(root, "annotations", f"instances_{split}.json")
+
+    for split in ("train", "val"):
+        _register(f"{prefix}_{split}", lambda split=split: load(split),
+                  dict(json_file=json_file(split), image_root=os.path.join(root, split),
+                       evaluator_type="coco", thing_classes=list(BUILTIN_CLASSES),
+                       builtin_spec=spec))
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def register_all() -> None:
+    """kd_det's named datasets: kd_builtin_{train,val} and bccd_{train,val,trainval,test}.
+
+    Paths are read from the environment now; call again after changing
+    DETECTRON2_DATASETS or KD_DET_BCCD_ROOT.
+    """
+    register_builtin()
+    for split in BCCD_SPLITS:
+        register_voc_layout(f"bccd_{split}", bccd_root(), split, BCCD_CLASSES)
+
+
+class DatasetNotRegisteredError(KeyError):
+    def __str__(self):  # KeyError would print the message in quotes
+        return str(self.args[0])
+
+
+def check_dataset_registered(name: str, key: str = "DATASETS.TRAIN") -> None:
+    """Refuse an unknown dataset name, naming the config `key` and the names on offer."""
+    registered = DatasetCatalog.list()
+    if name in registered:
+        return
+    close = difflib.get_close_matches(name, registered, n=3)
+    raise DatasetNotRegisteredError(
+        f"{key}: dataset {name!r} is not registered." +
+        (f" Did you mean {close}?" if close else "") +
+        f" kd_det registers {sorted(_KD_DATASETS)}; register your own with "
+        "kd_det.data.register_coco_json(name, json_file, image_root) or "
+        "register_voc_layout(name, root, split, class_names) before training "
+        "(see datasets/README.md).")
