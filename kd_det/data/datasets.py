@@ -215,7 +215,8 @@ def check_dataset_registered(name: str, key: str = "DATASETS.TRAIN") -> None:
     raise DatasetNotRegisteredError(
         f"{key}: dataset {name!r} is not registered." +
         (f" Did you mean {close}?" if close else "") +
-        f" kd_det registers {sorted(_KD_DATASETS)}; register your own with "
+        f" Registered through kd_det: {sorted(n for n in _KD_DATASETS if n in registered)};"
+        " register your own with "
         "kd_det.data.register_coco_json(name, json_file, image_root) or "
         "register_voc_layout(name, root, split, class_names) before training "
         "(see datasets/README.md).")
