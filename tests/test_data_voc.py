@@ -1,0 +1,150 @@
+"""VOC-layout registration (BCCD and made-up folders), its errors, and unknown names."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import PascalVOCDetectionEvaluator
+from detectron2.structures import Boxes, Instances
+
+from kd_det.data import (
+    BCCD_CLASSES,
+    DatasetNotRegisteredError,
+    check_dataset_registered,
+    register_all,
+    register_voc_layout,
+)
+
+XML = """<annotation><size><width>40</width><height>30</height><depth>3</depth></size>
+{}</annotation>"""
+OBJ = ("<object><name>{}</name><difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin>"
+       "<xmax>{}</xmax><ymax>{}</ymax></bndbox></object>")
+
+
+def make_voc(root, objects, with_imagesets=True):
+    """A one-image VOC-layout folder with the given (class, xmin, ymin, xmax, ymax)."""
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    with open(os.path.join(root, "Annotations", "img1.xml"), "w") as f:
+        f.write(XML.format("".join(OBJ.format(*o) for o in objects)))
+    cv2.imwrite(os.path.join(root, "JPEGImages", "img1.jpg"), np.zeros((30, 40, 3), np.uint8))
+    if with_imagesets:
+        with open(os.path.join(root, "ImageSets", "Main", "train.txt"), "w") as f:
+            f.write("img1\n")
+    else:
+        os.rmdir(os.path.join(root, "ImageSets", "Main"))
+        os.rmdir(os.path.join(root, "ImageSets"))
+    return str(root)
+
+
+@pytest.fixture
+def catalog_names():
+    names = []
+    yield names
+    for name in names:
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+
+def test_zero_area_boxes_dropped_and_voc_coordinates(tmp_path, catalog_names):
+    root = make_voc(tmp_path / "voc", [("cat", 5, 6, 20, 25), ("dog", 7, 7, 7, 12),
+                                       ("dog", 2, 3, 30, 3)])
+    catalog_names.append("t_voc")
+    register_voc_layout("t_voc", root, "train", ["cat", "dog"])
+    (d,) = DatasetCatalog.get("t_voc")
+    assert (d["image_id"], d["width"], d["height"]) == ("img1", 40, 30)
+    assert [a["category_id"] for a in d["annotations"]] == [0]
+    # 1-based inclusive VOC pixels -> Detectron2's XYXY, as load_voc_instances does
+    assert d["annotations"][0]["bbox"] == [4.0, 5.0, 20.0, 25.0]
+
+
+def test_voc_folder_without_imagesets_refused(tmp_path, catalog_names):
+    root = make_voc(tmp_path / "noimagesets", [("cat", 5, 6, 20, 25)], with_imagesets=False)
+    catalog_names.append("t_voc_noset")
+    register_voc_layout("t_voc_noset", root, "train", ["cat"])  # cheap: nothing read yet
+    with pytest.raises(FileNotFoundError) as err:
+        DatasetCatalog.get("t_voc_noset")
+    msg = str(err.value)
+    assert "VOC folder without ImageSets" in msg and "t_voc_noset" in msg
+    assert os.path.join(root, "ImageSets", "Main", "train.txt") in msg
+
+
+def test_missing_folder_and_unknown_class_refused(tmp_path, catalog_names):
+    catalog_names += ["t_voc_missing", "t_voc_unknown"]
+    register_voc_layout("t_voc_missing", str(tmp_path / "nowhere"), "train", ["cat"])
+    with pytest.raises(FileNotFoundError, match="nowhere.*does not exist"):
+        DatasetCatalog.get("t_voc_missing")
+    root = make_voc(tmp_path / "voc", [("cat", 5, 6, 20, 25), ("zebra", 1, 1, 9, 9)])
+    register_voc_layout("t_voc_unknown", root, "train", ["cat", "dog"])
+    with pytest.raises(ValueError, match="'zebra'.*img1.xml|img1.xml.*'zebra'"):
+        DatasetCatalog.get("t_voc_unknown")
+
+
+def test_register_twice_replaces(tmp_path, catalog_names):
+    catalog_names.append("t_voc_twice")
+    register_voc_layout("t_voc_twice", str(tmp_path / "a"), "train", ["cat"])
+    register_voc_layout("t_voc_twice", str(tmp_path / "a"), "train", ["cat"])
+    register_voc_layout("t_voc_twice", str(tmp_path / "b"), "val", ["cat", "dog"])
+    meta = MetadataCatalog.get("t_voc_twice")
+    assert (meta.dirname, meta.split, meta.thing_classes) == (
+        str(tmp_path / "b"), "val", ["cat", "dog"])
+
+
+def test_unknown_dataset_name_refused_naming_the_key():
+    register_all()
+    check_dataset_registered("bccd_train", "DATASETS.TRAIN")
+    with pytest.raises(DatasetNotRegisteredError) as err:
+        check_dataset_registered("bccd_trian", "DATASETS.TEST")
+    assert isinstance(err.value, KeyError)
+    msg = str(err.value)
+    assert msg.startswith("DATASETS.TEST: dataset 'bccd_trian' is not registered")
+    assert "bccd_train" in msg and "kd_builtin_val" in msg
+
+
+def test_bccd_registration(shared_data, monkeypatch):
+    bccd = os.path.join(shared_data, "BCCD")
+    monkeypatch.setenv("KD_DET_BCCD_ROOT", bccd)
+    try:
+        register_all()
+        counts = {}
+        for split, n_images in (("train", 205), ("val", 87), ("trainval", 292), ("test", 72)):
+            meta = MetadataCatalog.get(f"bccd_{split}")
+            assert (meta.evaluator_type, meta.dirname, meta.split, meta.year) == (
+                "pascal_voc", bccd, split, 2007)
+            assert meta.thing_classes == list(BCCD_CLASSES)
+            dicts = DatasetCatalog.get(f"bccd_{split}")
+            assert len(dicts) == n_images
+            boxes = np.array([a["bbox"] for d in dicts for a in d["annotations"]])
+            assert (boxes[:, 2] - boxes[:, 0] >= 1).all() and (boxes[:, 3] - boxes[:, 1] >= 1).all()
+            counts[split] = np.bincount([a["category_id"] for d in dicts for a in d["annotations"]],
+                                        minlength=3)
+        # 4,155 RBC + 372 WBC + 361 Platelets in the XMLs, two zero-area RBC boxes dropped
+        np.testing.assert_array_equal(counts["trainval"] + counts["test"], [4153, 372, 361])
+        np.testing.assert_array_equal(counts["train"] + counts["val"], counts["trainval"])
+        by_id = {d["image_id"]: d for d in DatasetCatalog.get("bccd_trainval")}
+        with open(os.path.join(bccd, "Annotations", "BloodImage_00338.xml")) as f:
+            n_objects = f.read().count("<object>")
+        assert len(by_id["BloodImage_00338"]["annotations"]) == n_objects - 1
+    finally:
+        monkeypatch.undo()
+        register_all()
+
+
+def test_bccd_metadata_drives_voc_evaluator(shared_data, catalog_names):
+    """Ground truth fed back as predictions scores 100 AP50: the registered metadata and the
+    box conversion agree with Detectron2's PascalVOCDetectionEvaluator."""
+    catalog_names.append("t_bccd_test")
+    register_voc_layout("t_bccd_test", os.path.join(shared_data, "BCCD"), "test", BCCD_CLASSES)
+    evaluator = PascalVOCDetectionEvaluator("t_bccd_test")
+    evaluator.reset()
+    for d in DatasetCatalog.get("t_bccd_test"):
+        inst = Instances((d["height"], d["width"]))
+        inst.pred_boxes = Boxes(torch.tensor([a["bbox"] for a in d["annotations"]]))
+        inst.scores = torch.ones(len(d["annotations"]))
+        inst.pred_classes = torch.tensor([a["category_id"] for a in d["annotations"]])
+        evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
+    result = evaluator.evaluate()["bbox"]
+    assert result["AP50"] == pytest.approx(100.0)
