@@ -32,13 +32,14 @@ def save_json(path: str, obj) -> None:
 def bar_chart(
     path: str,
     groups: Dict[str, Dict[str, List[float]]],
-    ylabel: str,
+    ylabel,
     title: str = "",
     series_order: Optional[List[str]] = None,
 ) -> None:
     """Grouped bars with error bars (std over seeds): groups[metric][series] = per-seed values.
 
-    One subplot per metric, one bar per series; writes a PNG.
+    One subplot per metric, one bar per series; writes a PNG. `ylabel` is one label or
+    a {metric: label} dict.
     """
     import matplotlib
 
@@ -56,7 +57,7 @@ def bar_chart(
         ax.set_xticks(range(len(series)))
         ax.set_xticklabels(series, rotation=30, ha="right")
         ax.set_title(metric)
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel[metric] if isinstance(ylabel, dict) else ylabel)
         for i, s in enumerate(stats):
             ax.text(i, s["mean"], f"{s['mean']:.3g}", ha="center", va="bottom", fontsize=8)
     if title:

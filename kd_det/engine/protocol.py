@@ -1,0 +1,216 @@
+"""The teacher / baseline student / distilled student protocol shared by `make demo` and
+tools/bench_accuracy.py: cached training stages, evaluation, CPU inference timing."""
+import hashlib
+import json
+import logging
+import os
+import time
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import build_detection_test_loader
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.logger import setup_logger
+
+from ..config import add_kd_config
+from ..utils.reporting import bar_chart, mean_spread, median_time, save_json
+from .trainer import KDTrainer
+
+__all__ = ["load_cfg", "run_stage", "inference_seconds_per_image", "summarize", "compare",
+           "write_report", "format_table"]
+
+logger = logging.getLogger("kd_det.protocol")
+
+
+def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
+    cfg = get_cfg()
+    add_kd_config(cfg)
+    cfg.merge_from_file(path)
+    cfg.merge_from_list([str(x) if not isinstance(x, str) else x for x in (opts or [])])
+    return cfg
+
+
+def _fingerprint(cfg: CfgNode) -> str:
+    return hashlib.sha1(cfg.dump().encode()).hexdigest()[:12]
+
+
+def _bbox(results: Dict) -> Dict[str, float]:
+    res = results.get("bbox", results)
+    return {"AP": float(res["AP"]), "AP50": float(res["AP50"])}
+
+
+def run_stage(cfg: CfgNode, output_dir: str) -> Dict:
+    """Train `cfg` into `output_dir` and evaluate it on DATASETS.TEST, unless a finished
+    run of the very same config is already there (re-running reuses finished stages)."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = output_dir
+    cfg.freeze()
+    done = os.path.join(output_dir, "stage.json")
+    fp = _fingerprint(cfg)
+    if os.path.isfile(done):
+        with open(done) as f:
+            cached = json.load(f)
+        if cached.get("fingerprint") == fp:
+            logger.info("Reusing finished stage %s", output_dir)
+            return cached
+    os.makedirs(output_dir, exist_ok=True)
+    setup_logger(output_dir, name="detectron2")
+    setup_logger(output_dir, name="kd_det")
+    with open(os.path.join(output_dir, "config.yaml"), "w") as f:
+        f.write(cfg.dump())
+    t0 = time.perf_counter()
+    # Same seed -> same initial student in the baseline and the distilled run.
+    seed_all_rng(cfg.SEED)
+    trainer = KDTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    results = trainer.train()
+    stage = {
+        "fingerprint": fp,
+        "train_seconds": time.perf_counter() - t0,
+        "weights": os.path.join(output_dir, "model_final.pth"),
+        **_bbox(results),
+    }
+    save_json(done, stage)
+    return stage
+
+
+@torch.no_grad()
+def inference_seconds_per_image(cfg: CfgNode, weights: str, n_images: int = 20) -> float:
+    """Median CPU wall-clock per image (batch 1) of the model in `cfg` with `weights`,
+    over DATASETS.TEST[0]; for DistillRCNN this is the student alone."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    model = KDTrainer.build_model(cfg).eval()
+    DetectionCheckpointer(model).load(weights)
+    loader = build_detection_test_loader(cfg, cfg.DATASETS.TEST[0])
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) >= n_images:
+            break
+    it = iter(range(10**9))
+
+    def one():
+        model(batches[next(it) % len(batches)])
+
+    return median_time(one, warmup=3, repeats=len(batches))
+
+
+def summarize(per_seed: Dict[str, List[Dict]]) -> Dict:
+    """{model: [stage per seed]} -> {model: {"AP": [...], "AP50": [...], mean/std}}."""
+    out = {}
+    for name, stages in per_seed.items():
+        out[name] = {
+            "AP": [s["AP"] for s in stages],
+            "AP50": [s["AP50"] for s in stages],
+            "AP_stats": mean_spread([s["AP"] for s in stages]),
+            "AP50_stats": mean_spread([s["AP50"] for s in stages]),
+            "train_seconds": [s["train_seconds"] for s in stages],
+        }
+    return out
+
+
+# The paper's ablation (Chen et al., Table 5), as KD.* overrides of the full recipe.
+ABLATIONS = {
+    "unweighted_soft_ce": ["KD.RPN.BG_WEIGHT", 1.0, "KD.ROI.BG_WEIGHT", 1.0],
+    "plain_l2_to_teacher": ["KD.RPN.REG_MODE", "l2", "KD.ROI.REG_MODE", "l2"],
+    "hint_without_adapter": ["KD.HINT.ADAPTER", "none"],
+    "hint_only": ["KD.RPN.ENABLED", False, "KD.ROI.ENABLED", False],
+    "soft_ce_only": ["KD.HINT.ENABLED", False, "KD.RPN.REG_MODE", "none",
+                     "KD.ROI.REG_MODE", "none"],
+    "bounded_reg_only": ["KD.HINT.ENABLED", False, "KD.RPN.MU", 1.0, "KD.ROI.MU", 1.0],
+}
+
+
+def compare(
+    configs: Dict[str, str],
+    output_dir: str,
+    seeds: List[int],
+    opts: Optional[Dict[str, List]] = None,
+    ablations: Optional[Dict[str, List]] = None,
+    ablation_seeds: Optional[List[int]] = None,
+    timing_images: int = 20,
+) -> Dict:
+    """Teacher (trained once), baseline student and distilled student (per seed), the
+    ablations, and CPU inference time of teacher and student.
+
+    configs: {"teacher": yaml, "student": yaml, "kd": yaml}; opts: extra KEY VALUE lists
+    per role (e.g. a shorter schedule). Returns the results dict (see tools/bench_accuracy).
+    """
+    opts = opts or {}
+    teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
+    teacher = run_stage(teacher_cfg, os.path.join(output_dir, "teacher"))
+
+    def kd_cfg(seed, extra):
+        return load_cfg(configs["kd"], list(opts.get("kd", [])) + [
+            "KD.TEACHER.CONFIG_FILE", configs["teacher"],
+            "KD.TEACHER.WEIGHTS", teacher["weights"], "SEED", seed] + list(extra))
+
+    runs = {"baseline": [], "kd": []}
+    for seed in seeds:
+        student_cfg = load_cfg(configs["student"], list(opts.get("student", [])) + ["SEED", seed])
+        runs["baseline"].append(
+            run_stage(student_cfg, os.path.join(output_dir, f"baseline_s{seed}")))
+        runs["kd"].append(run_stage(kd_cfg(seed, []), os.path.join(output_dir, f"kd_s{seed}")))
+    ablation_runs = {}
+    for name, extra in (ablations or {}).items():
+        ablation_runs[name] = [
+            run_stage(kd_cfg(seed, extra), os.path.join(output_dir, f"{name}_s{seed}"))
+            for seed in (ablation_seeds or seeds[:1])
+        ]
+    results = summarize({"teacher": [teacher], **runs})
+    results["ablation"] = summarize(ablation_runs)
+    t, b, k = (results[n]["AP50_stats"]["mean"] for n in ("teacher", "baseline", "kd"))
+    results["gap_closed_AP50"] = (k - b) / (t - b) if t != b else float("nan")
+    t, b, k = (results[n]["AP_stats"]["mean"] for n in ("teacher", "baseline", "kd"))
+    results["gap_closed_AP"] = (k - b) / (t - b) if t != b else float("nan")
+    student_cfg = load_cfg(configs["student"], opts.get("student"))
+    results["speed"] = {
+        "teacher_s_per_img": inference_seconds_per_image(
+            teacher_cfg, teacher["weights"], timing_images),
+        "student_s_per_img": inference_seconds_per_image(
+            student_cfg, runs["baseline"][0]["weights"], timing_images),
+        "torch_threads": torch.get_num_threads(),
+    }
+    results["speed"]["student_speedup"] = (
+        results["speed"]["teacher_s_per_img"] / results["speed"]["student_s_per_img"])
+    return results
+
+
+def write_report(results: Dict, json_path: str, png_path: str, title: str) -> None:
+    """results JSON + a PNG: AP and AP50 of every model, inference time of both sizes."""
+    save_json(json_path, results)
+    models = ["teacher", "baseline", "kd"] + list(results.get("ablation", {}))
+    groups = {m: {} for m in ("AP", "AP50")}
+    for name in models:
+        src = results[name] if name in results else results["ablation"][name]
+        for metric in groups:
+            groups[metric][name] = src[metric]
+    sp = results["speed"]
+    groups["CPU s / image"] = {"teacher": [sp["teacher_s_per_img"]],
+                               "student": [sp["student_s_per_img"]]}
+    bar_chart(png_path, groups, ylabel={"AP": "COCO-style AP", "AP50": "AP@0.5",
+                                        "CPU s / image": "seconds"}, title=title)
+
+
+def format_table(results: Dict) -> str:
+    """A Markdown table of the comparison (mean +- std over seeds)."""
+    lines = ["| model | AP50 | AP | runs |", "|---|---|---|---|"]
+    rows = [(n, results[n]) for n in ("teacher", "baseline", "kd")]
+    rows += [(f"kd: {n}", r) for n, r in results.get("ablation", {}).items()]
+    for name, r in rows:
+        a50, ap = r["AP50_stats"], r["AP_stats"]
+        lines.append(f"| {name} | {a50['mean']:.1f} ± {a50['std']:.1f} | "
+                     f"{ap['mean']:.1f} ± {ap['std']:.1f} | {a50['n']} |")
+    sp = results["speed"]
+    lines.append("")
+    lines.append(f"Gap closed (AP50): {results['gap_closed_AP50']:.2f}; (AP): "
+                 f"{results['gap_closed_AP']:.2f}. CPU inference ({sp['torch_threads']} "
+                 f"threads, batch 1): teacher {sp['teacher_s_per_img'] * 1000:.0f} ms/img, "
+                 f"student {sp['student_s_per_img'] * 1000:.0f} ms/img "
+                 f"({sp['student_speedup']:.2f}x faster).")
+    return "\n".join(lines)
