@@ -5,5 +5,8 @@ backbone and kd_det's datasets; ``add_kd_config(cfg)`` adds the KD.* keys.
 """
 from . import modeling  # noqa: F401  (registers DistillRCNN and backbones)
 from .config import add_kd_config, validate_kd_config
+from .data import register_all
+
+register_all()
 
 __all__ = ["add_kd_config", "validate_kd_config"]

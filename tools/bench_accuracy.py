@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 
+from kd_det.data import register_all
 from kd_det.engine.protocol import ABLATIONS, compare, format_table, write_report
 
 CONFIGS = {
@@ -32,6 +33,7 @@ def main():
     args = parser.parse_args()
     if args.data:
         os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
+        register_all()  # re-register the BCCD splits at the new root
     opts, ablations, seeds = {}, ABLATIONS, args.seeds
     if args.quick:
         short = ["SOLVER.MAX_ITER", 20, "SOLVER.STEPS", "()", "TEST.EVAL_PERIOD", 0]

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import (
-    DatasetCatalog,
     MetadataCatalog,
     build_detection_train_loader,
     get_detection_dataset_dicts,
@@ -27,6 +26,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
+from ..data import check_dataset_registered
 from ..modeling import DistillRCNN
 from .hooks import ExportStudentHook, TeacherEvalHook
 
@@ -37,15 +37,9 @@ logger = logging.getLogger(__name__)
 
 def check_datasets(cfg) -> None:
     """Every DATASETS.TRAIN/TEST name must be registered; say which and how to fix it."""
-    registered = set(DatasetCatalog.list())
     for key in ("TRAIN", "TEST"):
         for name in cfg.DATASETS[key]:
-            if name not in registered:
-                kd = sorted(n for n in registered if n.startswith(("kd_", "bccd")))
-                raise KeyError(
-                    f"DATASETS.{key}: dataset {name!r} is not registered. Register it first "
-                    "(kd_det.data.register_coco_json / register_voc_layout, see "
-                    f"datasets/README.md) or use one of kd_det's: {kd}")
+            check_dataset_registered(name, f"DATASETS.{key}")
 
 
 def build_evaluator(cfg, dataset_name, output_folder=None):
