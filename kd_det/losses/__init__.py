@@ -1,15 +1,27 @@
 """Distillation losses: pure tensor functions (torch only, no Detectron2), shared by the
 detection meta-architecture and every auxiliary trainer."""
+from .classification import (
+    FNKD_FORMS,
+    ensemble_soft_cross_entropy,
+    feature_normalized_logits,
+    fnkd_loss,
+    meal_v2_discriminator_loss,
+)
 from .hint import hint_l2_loss
 from .regression import bounded_l2_loss, teacher_l2_loss
 from .soft_ce import binary_soft_cross_entropy, class_weights, hinton_kd_loss, soft_cross_entropy
 
 __all__ = [
+    "FNKD_FORMS",
     "binary_soft_cross_entropy",
     "bounded_l2_loss",
     "class_weights",
+    "ensemble_soft_cross_entropy",
+    "feature_normalized_logits",
+    "fnkd_loss",
     "hint_l2_loss",
     "hinton_kd_loss",
+    "meal_v2_discriminator_loss",
     "soft_cross_entropy",
     "teacher_l2_loss",
 ]

@@ -1,0 +1,164 @@
+"""Config keys of the classification-distillation trainer, on top of the auxiliary config."""
+from detectron2.config import CfgNode
+
+from kd_det.engine.aux_trainer import get_aux_cfg
+from kd_det.losses import FNKD_FORMS
+
+__all__ = ["METHODS", "ARCHS", "add_cls_kd_config", "check_cls_config", "get_cls_cfg",
+           "setup_cls_cfg"]
+
+METHODS = ("none", "kd", "fitnets", "fnkd", "meal_v2")
+ARCHS = ("cnn", "resnet")
+NUM_TEACHERS = {"kd": 1, "fitnets": 1, "fnkd": 1}
+
+
+def add_cls_kd_config(cfg: CfgNode) -> CfgNode:
+    """Add the CLS.* keys: method, data, the trained network, teachers, per-method weights."""
+    cfg.CLS = CfgNode()
+    # "none" trains CLS.MODEL alone with CE (student baseline, or a teacher to distil from);
+    # "kd" Hinton; "fitnets" hint stage then KD; "fnkd" feature-normalised KD; "meal_v2".
+    cfg.CLS.METHOD = "none"
+    cfg.CLS.NUM_CLASSES = 10
+    cfg.CLS.DATA = CfgNode()
+    # Folder of the Fashion-MNIST IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]).
+    cfg.CLS.DATA.ROOT = "/usr/share/datasets/fashion-mnist"
+    # Validation images held out of the 60k training images (fixed by SPLIT_SEED).
+    cfg.CLS.DATA.VAL_SIZE = 5000
+    # Training images drawn from the rest; 0 = all of them.
+    cfg.CLS.DATA.TRAIN_SIZE = 0
+    # Official test images evaluated (the first N); 0 = all 10,000.
+    cfg.CLS.DATA.TEST_SIZE = 0
+    cfg.CLS.DATA.SPLIT_SEED = 0
+    # The network this run trains: the student, or the teacher itself when METHOD is "none".
+    cfg.CLS.MODEL = CfgNode()
+    cfg.CLS.MODEL.ARCH = "cnn"
+    # Channels of each stage; every stage after the first halves the resolution.
+    cfg.CLS.MODEL.WIDTHS = (16, 32, 64)
+    cfg.CLS.TEACHER = CfgNode()
+    cfg.CLS.TEACHER.ARCH = "resnet"
+    cfg.CLS.TEACHER.WIDTHS = (16, 32, 64)
+    # model_final.pth of METHOD "none" runs of the teacher network; one for kd, fitnets and
+    # fnkd, two or more for meal_v2.
+    cfg.CLS.TEACHER.WEIGHTS = ()
+    # Hinton KD (also FitNets stage 2): alpha_hard * CE + alpha_soft * T^2 * KL.
+    cfg.CLS.KD = CfgNode()
+    cfg.CLS.KD.TEMPERATURE = 4.0
+    cfg.CLS.KD.ALPHA_HARD = 0.1
+    cfg.CLS.KD.ALPHA_SOFT = 0.9
+    cfg.CLS.FITNETS = CfgNode()
+    # Iterations of stage 1 (hint loss only, student up to the guided stage + regressor);
+    # the remaining SOLVER.MAX_ITER - STAGE1_ITERS train the whole student with CLS.KD.
+    cfg.CLS.FITNETS.STAGE1_ITERS = 200
+    # Index of the student stage (guided layer) and of the teacher stage (hint layer).
+    cfg.CLS.FITNETS.GUIDED_STAGE = 1
+    cfg.CLS.FITNETS.HINT_STAGE = 1
+    cfg.CLS.FITNETS.HINT_WEIGHT = 1.0
+    # "mean" over all elements (RepDistiller) or "batch" (sum per sample, official code).
+    cfg.CLS.FITNETS.HINT_NORMALIZE = "mean"
+    cfg.CLS.FNKD = CfgNode()
+    # "official" (aztc/FNKD: clip feature norms to TAU, keep the bias) or "paper".
+    cfg.CLS.FNKD.FORM = "official"
+    cfg.CLS.FNKD.TAU = 2.0
+    # w of the official code (CIFAR-100: 9); lambda^2 in the paper form.
+    cfg.CLS.FNKD.WEIGHT = 9.0
+    cfg.CLS.MEAL = CfgNode()
+    # Hidden widths of the discriminator MLP; () = the official C/8, C/64 (needs C >= 64).
+    cfg.CLS.MEAL.DISC_HIDDEN = ()
+    cfg.CLS.MEAL.DISC_LR = 1e-4
+    cfg.CLS.MEAL.DISC_WEIGHT = 1.0
+    return cfg
+
+
+def get_cls_cfg() -> CfgNode:
+    """The full default config of tools/train_cls_kd.py."""
+    cfg = add_cls_kd_config(get_aux_cfg())
+    cfg.VERSION = 2
+    cfg.OUTPUT_DIR = "./output/cls"
+    cfg.DATALOADER.BATCH_SIZE = 128
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
+    cfg.SOLVER.BASE_LR = 0.05
+    cfg.SOLVER.WEIGHT_DECAY = 5e-4
+    cfg.SOLVER.WARMUP_ITERS = 50
+    cfg.SOLVER.STEPS = ()
+    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
+    return cfg
+
+
+def setup_cls_cfg(config_file: str = "", opts=()) -> CfgNode:
+    """Defaults, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
+    cfg = get_cls_cfg()
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    return cfg
+
+
+def check_disc_hidden(cfg: CfgNode):
+    """The discriminator's hidden widths: CLS.MEAL.DISC_HIDDEN or the official C/8, C/64."""
+    c = cfg.CLS.NUM_CLASSES
+    hidden = tuple(cfg.CLS.MEAL.DISC_HIDDEN) or (c // 8, c // 64)
+    if any(h < 1 for h in hidden):
+        raise ValueError(
+            f"CLS.MEAL.DISC_HIDDEN={tuple(cfg.CLS.MEAL.DISC_HIDDEN)} gives hidden widths "
+            f"{hidden} for CLS.NUM_CLASSES={c}: the official C/8, C/64 vanish below 64 "
+            "classes; set explicit widths, e.g. CLS.MEAL.DISC_HIDDEN (8, 4)")
+    return hidden
+
+
+def check_cls_config(cfg: CfgNode) -> None:
+    """Refuse bad keys before any data is read or any step is taken."""
+    c = cfg.CLS
+    if c.METHOD not in METHODS:
+        raise ValueError(f"CLS.METHOD={c.METHOD!r}: use one of {METHODS}")
+    if c.NUM_CLASSES < 2:
+        raise ValueError(f"CLS.NUM_CLASSES={c.NUM_CLASSES} must be >= 2")
+    for key, node in (("CLS.MODEL", c.MODEL), ("CLS.TEACHER", c.TEACHER)):
+        if node.ARCH not in ARCHS:
+            raise ValueError(f"{key}.ARCH={node.ARCH!r}: use one of {ARCHS}")
+        if not node.WIDTHS or any(w < 1 for w in node.WIDTHS):
+            raise ValueError(f"{key}.WIDTHS={tuple(node.WIDTHS)}: give positive channel counts")
+    if c.DATA.VAL_SIZE < 0 or c.DATA.TRAIN_SIZE < 0 or c.DATA.TEST_SIZE < 0:
+        raise ValueError("CLS.DATA.VAL_SIZE, TRAIN_SIZE and TEST_SIZE must be >= 0")
+    if c.DATA.VAL_SIZE + c.DATA.TRAIN_SIZE > 60000:
+        raise ValueError(
+            f"CLS.DATA.VAL_SIZE + CLS.DATA.TRAIN_SIZE = {c.DATA.VAL_SIZE + c.DATA.TRAIN_SIZE} "
+            "exceeds the 60,000 Fashion-MNIST training images")
+    weights = tuple(c.TEACHER.WEIGHTS)
+    if c.METHOD == "none" and weights:
+        raise ValueError("CLS.TEACHER.WEIGHTS is set but CLS.METHOD is 'none' (no teacher): "
+                         "choose a distillation method or clear the key")
+    if c.METHOD in NUM_TEACHERS and len(weights) != NUM_TEACHERS[c.METHOD]:
+        raise ValueError(
+            f"CLS.METHOD={c.METHOD!r} takes exactly one teacher; CLS.TEACHER.WEIGHTS has "
+            f"{len(weights)}: give the model_final.pth of a CLS.METHOD none teacher run")
+    if c.METHOD == "meal_v2":
+        if len(weights) < 2:
+            raise ValueError(
+                f"CLS.METHOD='meal_v2' needs K >= 2 teachers; CLS.TEACHER.WEIGHTS has "
+                f"{len(weights)}: train teachers with different SEED and list their weights")
+        check_disc_hidden(cfg)
+    if c.METHOD == "fitnets":
+        if not 0 < c.FITNETS.STAGE1_ITERS < cfg.SOLVER.MAX_ITER:
+            raise ValueError(
+                f"CLS.FITNETS.STAGE1_ITERS={c.FITNETS.STAGE1_ITERS} must lie strictly between 0 "
+                f"and SOLVER.MAX_ITER={cfg.SOLVER.MAX_ITER} (stage 2 needs iterations too)")
+        if not 0 <= c.FITNETS.GUIDED_STAGE < len(c.MODEL.WIDTHS):
+            raise ValueError(f"CLS.FITNETS.GUIDED_STAGE={c.FITNETS.GUIDED_STAGE}: the student "
+                             f"has stages 0..{len(c.MODEL.WIDTHS) - 1}")
+        if not 0 <= c.FITNETS.HINT_STAGE < len(c.TEACHER.WIDTHS):
+            raise ValueError(f"CLS.FITNETS.HINT_STAGE={c.FITNETS.HINT_STAGE}: the teacher "
+                             f"has stages 0..{len(c.TEACHER.WIDTHS) - 1}")
+        if c.FITNETS.GUIDED_STAGE != c.FITNETS.HINT_STAGE:
+            raise ValueError(
+                f"CLS.FITNETS.GUIDED_STAGE={c.FITNETS.GUIDED_STAGE} and HINT_STAGE="
+                f"{c.FITNETS.HINT_STAGE}: both networks halve the resolution after stage 0, so "
+                "only stages with the same index match in size; make them equal")
+        if c.FITNETS.HINT_NORMALIZE not in ("mean", "batch"):
+            raise ValueError(f"CLS.FITNETS.HINT_NORMALIZE={c.FITNETS.HINT_NORMALIZE!r}: "
+                             "use 'mean' or 'batch'")
+    if c.FNKD.FORM not in FNKD_FORMS:
+        raise ValueError(f"CLS.FNKD.FORM={c.FNKD.FORM!r}: use one of {FNKD_FORMS}")
+    if c.KD.TEMPERATURE <= 0 or c.FNKD.TAU <= 0:
+        raise ValueError("CLS.KD.TEMPERATURE and CLS.FNKD.TAU must be > 0")

@@ -1,0 +1,180 @@
+"""ClsTrainer end to end on a small slice of Fashion-MNIST: every method trains, teachers stay
+frozen, FitNets' stage 1 touches only the guided part, bad input is refused up front."""
+import glob
+import json
+import os
+
+import pytest
+import torch
+from detectron2.engine import HookBase
+
+from kd_det.classification import ClsTrainer, get_cls_cfg, run_cls, setup_cls_cfg
+from kd_det.classification.data import load_split, read_idx
+from kd_det.classification.models import ClassifierNet
+
+ROOT = "/usr/share/datasets/fashion-mnist"
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "classification")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two threads on two shared cores stall; the trainer runs with one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def fashion():
+    if not glob.glob(os.path.join(ROOT, "train-images-idx3-ubyte*")):
+        pytest.skip(f"Fashion-MNIST IDX files absent from {ROOT} "
+                    "(apt-get install dataset-fashion-mnist)")
+    return ROOT
+
+
+def _cfg(tmp_path, method="none", iters=30, **kw):
+    cfg = get_cls_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path / method)
+    cfg.CLS.METHOD = method
+    cfg.CLS.DATA.VAL_SIZE, cfg.CLS.DATA.TRAIN_SIZE, cfg.CLS.DATA.TEST_SIZE = 256, 1024, 1000
+    cfg.CLS.TEACHER.WIDTHS = (8, 16, 16)
+    cfg.DATALOADER.BATCH_SIZE = 32
+    cfg.SOLVER.MAX_ITER, cfg.SOLVER.WARMUP_ITERS, cfg.SOLVER.LOG_PERIOD = iters, 0, 10
+    cfg.SOLVER.CHECKPOINT_PERIOD = 10**6
+    cfg.merge_from_list([x for k, v in kw.items() for x in (k, v)])
+    return cfg
+
+
+def _teacher_ckpt(tmp_path, num_classes=10, name="t.pth", seed=0):
+    torch.manual_seed(seed)
+    net = ClassifierNet("resnet", (8, 16, 16), num_classes)
+    path = str(tmp_path / name)
+    torch.save({"model": torch.nn.ModuleDict({"student": net}).state_dict()}, path)
+    return path
+
+
+def test_student_learns_and_reports_top1(tmp_path, fashion):
+    res = run_cls(_cfg(tmp_path, iters=80))
+    assert set(res) == {"val/top1", "test/top1"}
+    assert res["test/top1"] > 50.0  # 10 classes: chance is 10%
+    saved = json.load(open(tmp_path / "none" / "results.json"))
+    assert saved["results"] == res and "METHOD: none" in saved["config"]
+
+
+@pytest.mark.parametrize("method", ["kd", "fnkd", "meal_v2"])
+def test_teachers_never_change_and_student_trains(tmp_path, fashion, method):
+    weights = [_teacher_ckpt(tmp_path)]
+    extra = {}
+    if method == "meal_v2":
+        weights.append(_teacher_ckpt(tmp_path, name="t1.pth", seed=1))
+        extra["CLS.MEAL.DISC_HIDDEN"] = "(8, 4)"
+    cfg = _cfg(tmp_path, method, iters=12, **extra)
+    cfg.CLS.TEACHER.WEIGHTS = tuple(weights)
+    trainer = ClsTrainer(cfg)
+    model = trainer.model
+    before = model.teacher_params_snapshot()
+    assert len(model.teachers) == len(weights)
+    assert torch.equal(before["teacher0.fc.weight"],
+                       torch.load(weights[0])["model"]["student.fc.weight"])
+    assert not any(k.startswith("teacher") for k in model.state_dict())
+    student0 = {k: v.clone() for k, v in model.student.state_dict().items()}
+    res = trainer.train()
+    after = model.teacher_params_snapshot()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(student0["fc.weight"], model.student.fc.weight)
+    assert 0.0 <= res["test/top1"] <= 100.0
+    losses = [json.loads(x) for x in open(os.path.join(cfg.OUTPUT_DIR, "metrics.json"))]
+    keys = {"kd": "loss_kd", "fnkd": "loss_fnkd", "meal_v2": "loss_disc"}
+    assert any(keys[method] in x for x in losses)
+    if method == "meal_v2":
+        lrs = sorted(g["initial_lr"] for g in trainer.optimizer.param_groups)
+        assert lrs == [cfg.CLS.MEAL.DISC_LR, cfg.SOLVER.BASE_LR]
+        assert "loss_cls" not in losses[-1]
+
+
+def test_fitnets_stage1_trains_only_guided_part_then_kd(tmp_path, fashion):
+    cfg = _cfg(tmp_path, "fitnets", iters=14,
+               **{"CLS.FITNETS.STAGE1_ITERS": 8, "SOLVER.LOG_PERIOD": 1})
+    cfg.CLS.TEACHER.WIDTHS = (8, 16, 16)
+    cfg.CLS.TEACHER.WEIGHTS = (_teacher_ckpt(tmp_path),)
+    trainer = ClsTrainer(cfg)
+    s = trainer.model.student
+    init = {k: v.clone() for k, v in s.state_dict().items()}
+    at_stage_end = {}
+
+    class Snapshot(HookBase):
+        def after_step(self):
+            if self.trainer.iter == 7:  # last stage-1 iteration
+                at_stage_end.update({k: v.clone() for k, v in s.state_dict().items()})
+                at_stage_end["stage"] = self.trainer.model.stage
+
+    trainer.register_hooks([Snapshot()])
+    trainer.train()
+    assert at_stage_end["stage"] == 1 and trainer.model.stage == 2
+    assert not torch.equal(init["stages.1.0.0.weight"], at_stage_end["stages.1.0.0.weight"])
+    for k in ("stages.2.0.0.weight", "fc.weight"):
+        assert torch.equal(init[k], at_stage_end[k])  # beyond the guided stage: untouched
+        assert not torch.equal(init[k], s.state_dict()[k])  # stage 2 trains them
+    lines = [json.loads(x) for x in open(os.path.join(cfg.OUTPUT_DIR, "metrics.json"))]
+    # Stage 1 has one loss, which Detectron2 logs as total_loss only.
+    hint = [x["iteration"] for x in lines if "total_loss" in x and "loss_kd" not in x]
+    kd = [x["iteration"] for x in lines if "loss_kd" in x]
+    assert hint == list(range(8)) and kd == list(range(8, 14))
+
+
+def test_bad_input_is_refused_before_training(tmp_path, fashion):
+    cfg = _cfg(tmp_path, "kd")
+    cfg.CLS.TEACHER.WEIGHTS = (str(tmp_path / "missing.pth"),)
+    with pytest.raises(FileNotFoundError, match="CLS.TEACHER.WEIGHTS"):
+        ClsTrainer(cfg)
+    cfg.CLS.TEACHER.WEIGHTS = (_teacher_ckpt(tmp_path, num_classes=5),)
+    with pytest.raises(ValueError, match="5 classes but CLS.NUM_CLASSES=10"):
+        ClsTrainer(cfg)
+    cfg.CLS.TEACHER.WEIGHTS = (_teacher_ckpt(tmp_path),)
+    cfg.CLS.TEACHER.WIDTHS = (8, 16, 32)
+    with pytest.raises(ValueError, match="CLS.TEACHER.WEIGHTS.*wrong shapes"):
+        ClsTrainer(cfg)
+    cfg = _cfg(tmp_path, "none", **{"CLS.DATA.ROOT": str(tmp_path / "nowhere")})
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        ClsTrainer(cfg)
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"CLS.METHOD": "meal_v2", "CLS.TEACHER.WEIGHTS": "('a.pth',)"}, "K >= 2 teachers"),
+    ({"CLS.METHOD": "meal_v2", "CLS.TEACHER.WEIGHTS": "('a.pth', 'b.pth')"},
+     "CLS.MEAL.DISC_HIDDEN"),
+    ({"CLS.METHOD": "kd"}, "exactly one teacher"),
+    ({"CLS.METHOD": "fitnets", "CLS.TEACHER.WEIGHTS": "('a.pth',)",
+      "CLS.FITNETS.STAGE1_ITERS": "30"}, "STAGE1_ITERS"),
+    ({"CLS.METHOD": "fitnets", "CLS.TEACHER.WEIGHTS": "('a.pth',)",
+      "CLS.FITNETS.STAGE1_ITERS": "10", "CLS.FITNETS.HINT_STAGE": "2"}, "HINT_STAGE"),
+    ({"CLS.FNKD.FORM": "xx"}, "CLS.FNKD.FORM"),
+    ({"CLS.METHOD": "dkd"}, "CLS.METHOD"),
+    ({"CLS.DATA.VAL_SIZE": "50000", "CLS.DATA.TRAIN_SIZE": "20000"}, "60,000"),
+])
+def test_config_errors_name_the_key(tmp_path, opts, message):
+    with pytest.raises(ValueError, match=message):
+        ClsTrainer(_cfg(tmp_path, **opts))
+
+
+def test_shipped_configs_parse():
+    for name in ("student", "teacher", "kd", "fitnets", "fnkd", "meal_v2"):
+        cfg = setup_cls_cfg(os.path.join(CONFIGS, f"{name}.yaml"))
+        assert cfg.CLS.METHOD == {"student": "none", "teacher": "none"}.get(name, name)
+    assert setup_cls_cfg(os.path.join(CONFIGS, "fnkd.yaml")).CLS.FNKD.FORM == "official"
+    assert len(setup_cls_cfg(os.path.join(CONFIGS, "meal_v2.yaml")).CLS.TEACHER.WEIGHTS) == 2
+
+
+def test_read_idx_and_seeded_disjoint_split(tmp_path, fashion):
+    raw = bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(raw)
+    assert read_idx(str(path)).tolist() == [[[1, 2, 3]], [[4, 5, 6]]]
+    cfg = _cfg(tmp_path)
+    train, val = load_split(cfg, "train"), load_split(cfg, "val")
+    assert len(train) == 1024 and len(val) == 256
+    assert len(load_split(cfg, "test")) == 1000
+    tr = {tuple(x.flatten()[::7].tolist()) for x in train.tensors[0]}
+    assert not tr & {tuple(x.flatten()[::7].tolist()) for x in val.tensors[0]}
+    assert torch.equal(load_split(cfg, "val").tensors[1], val.tensors[1])
