@@ -10,6 +10,7 @@ from .classification import (
 from .hint import hint_l2_loss
 from .regression import bounded_l2_loss, teacher_l2_loss
 from .soft_ce import binary_soft_cross_entropy, class_weights, hinton_kd_loss, soft_cross_entropy
+from .sr import gaussian_variance_logit, pisr_teacher_loss, vid_gaussian_loss, vid_laplace_loss
 
 __all__ = [
     "FNKD_FORMS",
@@ -19,9 +20,13 @@ __all__ = [
     "ensemble_soft_cross_entropy",
     "feature_normalized_logits",
     "fnkd_loss",
+    "gaussian_variance_logit",
     "hint_l2_loss",
     "hinton_kd_loss",
     "meal_v2_discriminator_loss",
+    "pisr_teacher_loss",
     "soft_cross_entropy",
     "teacher_l2_loss",
+    "vid_gaussian_loss",
+    "vid_laplace_loss",
 ]

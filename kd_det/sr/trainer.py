@@ -1,0 +1,110 @@
+"""SRTrainer: the shared AuxTrainer engine for the PISR teacher, student and baseline."""
+import logging
+import os
+from typing import Dict
+
+import torch
+from detectron2.evaluation import inference_context
+
+from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
+from kd_det.modeling.frozen import load_strict
+
+from .config import check_sr_config
+from .data import SRPatchDataset, load_test_set
+from .distiller import PISRDistiller
+from .metrics import psnr, ssim
+from .models import SRBaseline, VIDHead, build_fsrcnn, build_teacher
+
+__all__ = ["SRTrainer", "evaluate_bicubic", "run_sr", "test_set_names"]
+
+logger = logging.getLogger(__name__)
+
+
+def test_set_names(cfg):
+    """Result names of SR.DATA.TEST_DIRS ("CSet5" -> "Set5" unless TEST_NAMES says)."""
+    if cfg.SR.DATA.TEST_NAMES:
+        return list(cfg.SR.DATA.TEST_NAMES)
+    names = [os.path.basename(os.path.normpath(d)) for d in cfg.SR.DATA.TEST_DIRS]
+    return [n[1:] if n.startswith("CSet") else n for n in names]
+
+
+def _mean_metrics(pairs, border: int) -> Dict[str, float]:
+    pairs = list(pairs)
+    return {
+        "psnr": sum(psnr(sr, hr, border) for sr, hr in pairs) / len(pairs),
+        "ssim": sum(ssim(sr, hr, border) for sr, hr in pairs) / len(pairs),
+    }
+
+
+def evaluate_bicubic(cfg) -> Dict[str, float]:
+    """The bicubic-upscaling row, with the same test sets and metric as the models."""
+    out = {}
+    for name, folder in zip(test_set_names(cfg), cfg.SR.DATA.TEST_DIRS):
+        images = load_test_set(folder, cfg.SR.SCALE)
+        for k, v in _mean_metrics(((im["bicubic"], im["hr"]) for im in images),
+                                  cfg.SR.SCALE).items():
+            out[f"{name}/{k}"] = v
+    return out
+
+
+class SRTrainer(AuxTrainer):
+    """SR.MODE: "teacher" (PISR step 1), "student" (step 2) or "baseline" (FSRCNN, L1)."""
+
+    def __init__(self, cfg):
+        check_sr_config(cfg)
+        super().__init__(cfg)
+
+    @classmethod
+    def build_model(cls, cfg) -> torch.nn.Module:
+        mode = cfg.SR.MODE
+        if mode == "baseline":
+            return SRBaseline(build_fsrcnn(cfg))
+        if mode == "teacher":
+            return build_teacher(cfg)
+        teacher = build_teacher(cfg)
+        load_strict(teacher, cfg.SR.KD.TEACHER_WEIGHTS, key="SR.KD.TEACHER_WEIGHTS")
+        student = build_fsrcnn(cfg)
+        vid = VIDHead(student.feature_channels, cfg.SR.KD.VID_FORM,
+                      laplace_scale_factor=cfg.SR.KD.VID_LAPLACE_SCALE_FACTOR,
+                      gaussian_init_var=cfg.SR.KD.VID_GAUSSIAN_INIT_VAR)
+        return PISRDistiller(student, teacher, vid, cfg.SR.KD.VID_WEIGHT,
+                             init_from_teacher=cfg.SR.KD.INIT_FROM_TEACHER)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        dataset = SRPatchDataset(cfg.SR.DATA.TRAIN_DIR, cfg.SR.SCALE, cfg.SR.DATA.PATCH_SIZE,
+                                 cfg.SR.DATA.PATCHES_PER_IMAGE)
+        return build_infinite_loader(dataset, cfg.DATALOADER.BATCH_SIZE, cfg.SEED,
+                                     num_workers=cfg.DATALOADER.NUM_WORKERS)
+
+    @classmethod
+    def test(cls, cfg, model) -> Dict[str, float]:
+        """Mean PSNR/SSIM per test set, Y channel, SR.SCALE pixels shaved."""
+        device = next(model.parameters()).device
+        out = {}
+        with inference_context(model), torch.no_grad():
+            for name, folder in zip(test_set_names(cfg), cfg.SR.DATA.TEST_DIRS):
+                images = load_test_set(folder, cfg.SR.SCALE)
+                pairs = []
+                for im in images:
+                    batch = {"lr": im["lr"][None].to(device), "hr": im["hr"][None].to(device)}
+                    pairs.append((model(batch)[0].cpu(), im["hr"]))
+                for k, v in _mean_metrics(pairs, cfg.SR.SCALE).items():
+                    out[f"{name}/{k}"] = v
+        logger.info("SR x%d %s: %s", cfg.SR.SCALE, cfg.SR.MODE,
+                    ", ".join(f"{k} {v:.4f}" for k, v in out.items()))
+        return out
+
+
+def run_sr(cfg, eval_only: bool = False, resume: bool = False) -> Dict[str, float]:
+    """Train (or, with eval_only, evaluate MODEL.WEIGHTS) and return the test metrics."""
+    if eval_only:
+        check_sr_config(cfg)
+        model = SRTrainer.build_model(cfg).to(cfg.MODEL.DEVICE)
+        if not cfg.MODEL.WEIGHTS:
+            raise ValueError("--eval-only needs MODEL.WEIGHTS: the model_final.pth to evaluate")
+        load_strict(model, cfg.MODEL.WEIGHTS, key="MODEL.WEIGHTS")
+        return SRTrainer.test(cfg, model)
+    trainer = SRTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    return trainer.train()
