@@ -62,10 +62,10 @@ def test_student_learns_and_reports_top1(tmp_path, fashion):
     assert saved["results"] == res and "METHOD: none" in saved["config"]
 
 
-@pytest.mark.parametrize("method", ["kd", "fnkd", "meal_v2"])
-def test_teachers_never_change_and_student_trains(tmp_path, fashion, method):
+@pytest.mark.parametrize("method, extra", [
+    ("kd", {}), ("fnkd", {}), ("fnkd", {"CLS.FNKD.FORM": "paper"}), ("meal_v2", {})])
+def test_teachers_never_change_and_student_trains(tmp_path, fashion, method, extra):
     weights = [_teacher_ckpt(tmp_path)]
-    extra = {}
     if method == "meal_v2":
         weights.append(_teacher_ckpt(tmp_path, name="t1.pth", seed=1))
         extra["CLS.MEAL.DISC_HIDDEN"] = "(8, 4)"
@@ -153,7 +153,7 @@ def test_bad_input_is_refused_before_training(tmp_path, fashion):
     ({"CLS.METHOD": "dkd"}, "CLS.METHOD"),
     ({"CLS.DATA.VAL_SIZE": "50000", "CLS.DATA.TRAIN_SIZE": "20000"}, "60,000"),
 ])
-def test_config_errors_name_the_key(tmp_path, opts, message):
+def test_config_errors_name_the_key(tmp_path, fashion, opts, message):
     with pytest.raises(ValueError, match=message):
         ClsTrainer(_cfg(tmp_path, **opts))
 

@@ -4,6 +4,8 @@ from detectron2.config import CfgNode
 from kd_det.engine.aux_trainer import get_aux_cfg
 from kd_det.losses import FNKD_FORMS
 
+from .data import find_idx
+
 __all__ = ["METHODS", "ARCHS", "add_cls_kd_config", "check_cls_config", "get_cls_cfg",
            "setup_cls_cfg"]
 
@@ -125,6 +127,9 @@ def check_cls_config(cfg: CfgNode) -> None:
         raise ValueError(
             f"CLS.DATA.VAL_SIZE + CLS.DATA.TRAIN_SIZE = {c.DATA.VAL_SIZE + c.DATA.TRAIN_SIZE} "
             "exceeds the 60,000 Fashion-MNIST training images")
+    for split in ("train", "test"):
+        for kind in ("images-idx3", "labels-idx1"):
+            find_idx(c.DATA.ROOT, split, kind)
     weights = tuple(c.TEACHER.WEIGHTS)
     if c.METHOD == "none" and weights:
         raise ValueError("CLS.TEACHER.WEIGHTS is set but CLS.METHOD is 'none' (no teacher): "
