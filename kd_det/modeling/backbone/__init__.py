@@ -1,0 +1,7 @@
+"""Backbones kd_det registers in Detectron2's BACKBONE_REGISTRY."""
+from .mobilenet import (  # noqa: F401
+    MobileNetV2,
+    add_mobilenet_config,
+    build_mobilenetv2_backbone,
+    build_mobilenetv2_fpn_backbone,
+)
