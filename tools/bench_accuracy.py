@@ -9,6 +9,8 @@ import argparse
 import os
 import sys
 
+import torch
+
 from kd_det.data import register_all
 from kd_det.engine.protocol import ABLATIONS, compare, format_table, write_report
 
@@ -30,7 +32,12 @@ def main():
                         help="smoke run: 1 seed, 20 iterations, no ablation")
     parser.add_argument("--work-dir", default="output/bench_bccd")
     parser.add_argument("--output", default="results/bccd_accuracy.json")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default: all cores); use 1 on a busy machine, "
+                             "where OpenMP threads competing for cores slow training many-fold")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.data:
         os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
         register_all()  # re-register the BCCD splits at the new root

@@ -9,6 +9,8 @@ import argparse
 import os
 import sys
 
+import torch
+
 from kd_det.engine.protocol import compare, format_table, write_report
 
 CONFIGS = {
@@ -22,7 +24,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="output/demo")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default: all cores); use 1 on a busy machine, "
+                             "where OpenMP threads competing for cores slow training many-fold")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = compare(CONFIGS, args.output, seeds=[0])
     results["command"] = " ".join([os.path.basename(sys.executable)] + sys.argv)
     write_report(results, os.path.join(args.output, "results.json"),
