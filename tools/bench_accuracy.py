@@ -35,6 +35,8 @@ def main():
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: all cores); use 1 on a busy machine, "
                              "where OpenMP threads competing for cores slow training many-fold")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="student trainings run in parallel (1 torch thread each)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -47,7 +49,8 @@ def main():
         opts = {"teacher": short, "student": short, "kd": short}
         ablations, seeds = {}, seeds[:1]
         args.work_dir += "_quick"
-    results = compare(CONFIGS, args.work_dir, seeds, opts=opts, ablations=ablations)
+    results = compare(CONFIGS, args.work_dir, seeds, opts=opts, ablations=ablations,
+                      jobs=args.jobs)
     results["command"] = " ".join(["python"] + sys.argv)
     results["hardware"] = f"{os.cpu_count()} CPU cores"
     png = os.path.splitext(args.output)[0] + ".png"

@@ -27,10 +27,12 @@ def main():
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: all cores); use 1 on a busy machine, "
                              "where OpenMP threads competing for cores slow training many-fold")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="student trainings run in parallel (1 torch thread each)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = compare(CONFIGS, args.output, seeds=[0])
+    results = compare(CONFIGS, args.output, seeds=[0], jobs=args.jobs)
     results["command"] = " ".join([os.path.basename(sys.executable)] + sys.argv)
     write_report(results, os.path.join(args.output, "results.json"),
                  os.path.join(args.output, "results.png"),

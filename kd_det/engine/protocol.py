@@ -126,6 +126,22 @@ ABLATIONS = {
 }
 
 
+def _stage_worker(cfg: CfgNode, output_dir: str) -> Dict:
+    torch.set_num_threads(1)
+    return run_stage(cfg, output_dir)
+
+
+def _run_stages(stages, jobs: int) -> List[Dict]:
+    if jobs <= 1:
+        return [run_stage(cfg, out) for cfg, out in stages]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_stage_worker, cfg, out) for cfg, out in stages]
+        return [f.result() for f in futures]
+
+
 def compare(
     configs: Dict[str, str],
     output_dir: str,
@@ -134,12 +150,15 @@ def compare(
     ablations: Optional[Dict[str, List]] = None,
     ablation_seeds: Optional[List[int]] = None,
     timing_images: int = 20,
+    jobs: int = 1,
 ) -> Dict:
     """Teacher (trained once), baseline student and distilled student (per seed), the
     ablations, and CPU inference time of teacher and student.
 
     configs: {"teacher": yaml, "student": yaml, "kd": yaml}; opts: extra KEY VALUE lists
-    per role (e.g. a shorter schedule). Returns the results dict (see tools/bench_accuracy).
+    per role (e.g. a shorter schedule). The student stages run `jobs` processes at a time
+    (one torch thread each when jobs > 1). Returns the results dict (see
+    tools/bench_accuracy).
     """
     opts = opts or {}
     teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
@@ -150,18 +169,21 @@ def compare(
             "KD.TEACHER.CONFIG_FILE", configs["teacher"],
             "KD.TEACHER.WEIGHTS", teacher["weights"], "SEED", seed] + list(extra))
 
-    runs = {"baseline": [], "kd": []}
+    jobs_list = []  # (group, name, cfg, output dir): independent, run `jobs` at a time
     for seed in seeds:
         student_cfg = load_cfg(configs["student"], list(opts.get("student", [])) + ["SEED", seed])
-        runs["baseline"].append(
-            run_stage(student_cfg, os.path.join(output_dir, f"baseline_s{seed}")))
-        runs["kd"].append(run_stage(kd_cfg(seed, []), os.path.join(output_dir, f"kd_s{seed}")))
-    ablation_runs = {}
+        jobs_list.append(("runs", "baseline", student_cfg,
+                          os.path.join(output_dir, f"baseline_s{seed}")))
+        jobs_list.append(("runs", "kd", kd_cfg(seed, []), os.path.join(output_dir, f"kd_s{seed}")))
     for name, extra in (ablations or {}).items():
-        ablation_runs[name] = [
-            run_stage(kd_cfg(seed, extra), os.path.join(output_dir, f"{name}_s{seed}"))
-            for seed in (ablation_seeds or seeds[:1])
-        ]
+        for seed in ablation_seeds or seeds[:1]:
+            jobs_list.append(("ablation", name, kd_cfg(seed, extra),
+                              os.path.join(output_dir, f"{name}_s{seed}")))
+    stages = _run_stages([(c, d) for _, _, c, d in jobs_list], jobs)
+    runs = {"baseline": [], "kd": []}
+    ablation_runs = {}
+    for (group, name, _, _), stage in zip(jobs_list, stages):
+        (runs if group == "runs" else ablation_runs).setdefault(name, []).append(stage)
     results = summarize({"teacher": [teacher], **runs})
     results["ablation"] = summarize(ablation_runs)
     t, b, k = (results[n]["AP50_stats"]["mean"] for n in ("teacher", "baseline", "kd"))
