@@ -8,7 +8,7 @@ setup:
 	./scripts/setup_env.sh
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py --jobs 2
 
 test: setup
 	$(PY) -m pytest -q

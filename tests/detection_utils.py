@@ -72,6 +72,21 @@ def kd_cfg(tmp_path, **teacher_kwargs):
     return cfg
 
 
+def short_run(cfg, train, test, size=96, max_size=None, ims_per_batch=2, iters=4):
+    """Shrink `cfg` to a few CPU iterations on `train`, evaluated on `test`."""
+    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = tuple(train), tuple(test)
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST = (size,), size
+    cfg.INPUT.MAX_SIZE_TRAIN = cfg.INPUT.MAX_SIZE_TEST = max_size or size
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.SOLVER.IMS_PER_BATCH = ims_per_batch
+    cfg.SOLVER.BASE_LR = 0.005
+    cfg.SOLVER.MAX_ITER = iters
+    cfg.SOLVER.STEPS = ()
+    cfg.SOLVER.WARMUP_ITERS = 0
+    cfg.TEST.EVAL_PERIOD = 0
+    return cfg
+
+
 def fixed_batch(n=2, size=96, seed=0):
     """Images with a few boxes each, in Detectron2's dataset-mapper output format."""
     g = torch.Generator().manual_seed(seed)

@@ -9,7 +9,7 @@ from detectron2.config import get_cfg
 
 import kd_det
 
-from .detection_utils import kd_cfg, make_coco_dataset
+from .detection_utils import kd_cfg, make_coco_dataset, short_run
 
 
 def _worker(rank, world_size, tmp, cfg_path):
@@ -41,16 +41,7 @@ def _worker(rank, world_size, tmp, cfg_path):
 def test_two_process_gloo_training_keeps_ranks_identical(tmp_path):
     tmp = str(tmp_path)
     cfg = kd_cfg(tmp)
-    cfg.DATASETS.TRAIN = ("kd_ddp_train",)
-    cfg.DATASETS.TEST = ()
-    cfg.INPUT.MIN_SIZE_TRAIN = (96,)
-    cfg.INPUT.MAX_SIZE_TRAIN = 96
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.SOLVER.IMS_PER_BATCH = 4
-    cfg.SOLVER.BASE_LR = 0.005
-    cfg.SOLVER.MAX_ITER = 3
-    cfg.SOLVER.STEPS = ()
-    cfg.SOLVER.WARMUP_ITERS = 0
+    short_run(cfg, ["kd_ddp_train"], [], ims_per_batch=4, iters=3)
     cfg.SOLVER.CHECKPOINT_PERIOD = 1000
     cfg.KD.TEACHER.EVAL_BEFORE_TRAIN = False
     cfg.OUTPUT_DIR = os.path.join(tmp, "out")

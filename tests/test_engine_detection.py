@@ -14,7 +14,7 @@ from detectron2.modeling import build_model
 
 from kd_det.engine import KDTrainer
 
-from .detection_utils import kd_cfg, make_coco_dataset
+from .detection_utils import kd_cfg, make_coco_dataset, short_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -27,20 +27,8 @@ def kd_config(tmp_path_factory):
     make_coco_dataset(str(tmp / "train"), "kd_test_train", n_images=6, seed=0)
     make_coco_dataset(str(tmp / "val"), "kd_test_val", n_images=3, seed=1)
     cfg = kd_cfg(str(tmp))
-    cfg.DATASETS.TRAIN = ("kd_test_train",)
-    cfg.DATASETS.TEST = ("kd_test_val",)
-    cfg.INPUT.MIN_SIZE_TRAIN = (96,)
-    cfg.INPUT.MAX_SIZE_TRAIN = 96
-    cfg.INPUT.MIN_SIZE_TEST = 96
-    cfg.INPUT.MAX_SIZE_TEST = 96
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.SOLVER.IMS_PER_BATCH = 2
-    cfg.SOLVER.BASE_LR = 0.005
-    cfg.SOLVER.MAX_ITER = 4
-    cfg.SOLVER.STEPS = ()
-    cfg.SOLVER.WARMUP_ITERS = 0
+    short_run(cfg, ["kd_test_train"], ["kd_test_val"])
     cfg.SOLVER.CHECKPOINT_PERIOD = 2
-    cfg.TEST.EVAL_PERIOD = 0
     cfg.SEED = 3
     path = str(tmp / "kd.yaml")
     with open(path, "w") as f:

@@ -7,7 +7,7 @@ import pytest
 from kd_det.data import BCCD_CLASSES, register_voc_layout
 from kd_det.engine import KDTrainer, build_evaluator
 
-from .detection_utils import write_teacher
+from .detection_utils import short_run, write_teacher
 
 
 @pytest.fixture
@@ -34,17 +34,8 @@ def test_bccd_subset_trains_and_uses_the_voc_evaluator(bccd_subset, tmp_path):
     cfg.MODEL.META_ARCHITECTURE = "DistillRCNN"
     cfg.KD.TEACHER.CONFIG_FILE, cfg.KD.TEACHER.WEIGHTS = write_teacher(str(tmp_path))
     cfg.KD.TEACHER.EVAL_BEFORE_TRAIN = False
-    cfg.DATASETS.TRAIN = (bccd_subset,)
-    cfg.DATASETS.TEST = (bccd_subset,)
-    cfg.INPUT.MIN_SIZE_TRAIN = (128,)
-    cfg.INPUT.MAX_SIZE_TRAIN = 171
-    cfg.INPUT.MIN_SIZE_TEST = 128
-    cfg.INPUT.MAX_SIZE_TEST = 171
-    cfg.SOLVER.IMS_PER_BATCH = 2
+    short_run(cfg, [bccd_subset], [bccd_subset], size=128, max_size=171, iters=2)
     cfg.SOLVER.BASE_LR = 0.001
-    cfg.SOLVER.MAX_ITER = 2
-    cfg.SOLVER.WARMUP_ITERS = 0
-    cfg.SOLVER.STEPS = ()
     cfg.OUTPUT_DIR = str(tmp_path / "out")
     assert isinstance(build_evaluator(cfg, bccd_subset), PascalVOCDetectionEvaluator)
     trainer = KDTrainer(cfg)

@@ -9,16 +9,18 @@ import argparse
 import os
 import sys
 
-import torch
-
 from kd_det.data import register_all
-from kd_det.engine.protocol import ABLATIONS, compare, format_table, write_report
+from kd_det.engine.protocol import (
+    ABLATIONS,
+    add_run_arguments,
+    apply_run_arguments,
+    compare,
+    format_table,
+    role_configs,
+    write_report,
+)
 
-CONFIGS = {
-    "teacher": "configs/BCCD/teacher.yaml",
-    "student": "configs/BCCD/student.yaml",
-    "kd": "configs/BCCD/kd.yaml",
-}
+CONFIGS = role_configs("configs/BCCD")
 
 
 def main():
@@ -32,14 +34,9 @@ def main():
                         help="smoke run: 1 seed, 20 iterations, no ablation")
     parser.add_argument("--work-dir", default="output/bench_bccd")
     parser.add_argument("--output", default="results/bccd_accuracy.json")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (default: all cores); use 1 on a busy machine, "
-                             "where OpenMP threads competing for cores slow training many-fold")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="student trainings run in parallel (1 torch thread each)")
+    add_run_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_run_arguments(args)
     if args.data:
         os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
         register_all()  # re-register the BCCD splits at the new root

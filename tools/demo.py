@@ -9,29 +9,25 @@ import argparse
 import os
 import sys
 
-import torch
+from kd_det.engine.protocol import (
+    add_run_arguments,
+    apply_run_arguments,
+    compare,
+    format_table,
+    role_configs,
+    write_report,
+)
 
-from kd_det.engine.protocol import compare, format_table, write_report
-
-CONFIGS = {
-    "teacher": "configs/builtin/teacher.yaml",
-    "student": "configs/builtin/student.yaml",
-    "kd": "configs/builtin/kd.yaml",
-}
+CONFIGS = role_configs("configs/builtin")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="output/demo")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (default: all cores); use 1 on a busy machine, "
-                             "where OpenMP threads competing for cores slow training many-fold")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="student trainings run in parallel (1 torch thread each)")
+    add_run_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_run_arguments(args)
     results = compare(CONFIGS, args.output, seeds=[0], jobs=args.jobs)
     results["command"] = " ".join([os.path.basename(sys.executable)] + sys.argv)
     write_report(results, os.path.join(args.output, "results.json"),

@@ -1,7 +1,7 @@
 """Config keys of the classification-distillation trainer, on top of the auxiliary config."""
 from detectron2.config import CfgNode
 
-from kd_det.engine.aux_trainer import get_aux_cfg
+from kd_det.engine.aux_trainer import get_aux_cfg, setup_cfg
 from kd_det.losses import FNKD_FORMS
 
 from .data import find_idx
@@ -89,12 +89,7 @@ def get_cls_cfg() -> CfgNode:
 
 def setup_cls_cfg(config_file: str = "", opts=()) -> CfgNode:
     """Defaults, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
-    cfg = get_cls_cfg()
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
-    return cfg
+    return setup_cfg(get_cls_cfg, config_file, opts)
 
 
 def check_disc_hidden(cfg: CfgNode):

@@ -21,7 +21,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from fvcore.common.checkpoint import Checkpointer
 
-__all__ = ["get_aux_cfg", "AuxTrainer", "build_infinite_loader"]
+__all__ = ["get_aux_cfg", "setup_cfg", "AuxTrainer", "build_infinite_loader"]
 
 
 def get_aux_cfg() -> CfgNode:
@@ -47,6 +47,16 @@ def get_aux_cfg() -> CfgNode:
     cfg.TEST = CfgNode()
     # Evaluate every N iterations (0: only at the end of training).
     cfg.TEST.EVAL_PERIOD = 0
+    return cfg
+
+
+def setup_cfg(defaults, config_file: str = "", opts=()) -> CfgNode:
+    """`defaults()`, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
+    cfg = defaults()
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
     return cfg
 
 

@@ -19,7 +19,8 @@ from ..utils.reporting import bar_chart, mean_spread, median_time, save_json
 from .trainer import KDTrainer
 
 __all__ = ["load_cfg", "run_stage", "inference_seconds_per_image", "summarize", "compare",
-           "write_report", "format_table"]
+           "write_report", "format_table",
+           "add_run_arguments", "apply_run_arguments", "role_configs"]
 
 logger = logging.getLogger("kd_det.protocol")
 
@@ -236,3 +237,23 @@ def format_table(results: Dict) -> str:
                  f"student {sp['student_s_per_img'] * 1000:.0f} ms/img "
                  f"({sp['student_speedup']:.2f}x faster).")
     return "\n".join(lines)
+
+
+def role_configs(folder: str) -> Dict[str, str]:
+    """{"teacher", "student", "kd"} -> `<folder>/<role>.yaml`, the layout of configs/builtin
+    and configs/BCCD."""
+    return {role: os.path.join(folder, f"{role}.yaml") for role in ("teacher", "student", "kd")}
+
+
+def add_run_arguments(parser) -> None:
+    """--threads / --jobs, shared by tools/demo.py and tools/bench_accuracy.py."""
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default: all cores); use 1 on a busy machine, "
+                             "where OpenMP threads competing for cores slow training many-fold")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="student trainings run in parallel (1 torch thread each)")
+
+
+def apply_run_arguments(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)

@@ -4,7 +4,7 @@ import os
 
 from detectron2.config import CfgNode
 
-from kd_det.engine.aux_trainer import get_aux_cfg
+from kd_det.engine.aux_trainer import get_aux_cfg, setup_cfg
 
 __all__ = ["add_sr_config", "check_sr_config", "get_sr_cfg", "list_images", "setup_sr_cfg"]
 
@@ -68,12 +68,7 @@ def get_sr_cfg() -> CfgNode:
 
 def setup_sr_cfg(config_file: str = "", opts=()) -> CfgNode:
     """Defaults, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
-    cfg = get_sr_cfg()
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
-    return cfg
+    return setup_cfg(get_sr_cfg, config_file, opts)
 
 
 def list_images(folder: str, key: str):
