@@ -21,14 +21,15 @@ from kd_det.engine.protocol import (
 )
 
 CONFIGS = role_configs("configs/BCCD")
+SHARED_BCCD = os.path.join("..", "shared", "data", "BCCD")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("KD_DET_BCCD_ROOT", ""),
-                        help="BCCD root (VOC layout); default $KD_DET_BCCD_ROOT or "
-                             "$DETECTRON2_DATASETS/BCCD")
+                        help="BCCD root (VOC layout); default $KD_DET_BCCD_ROOT, else "
+                             f"{SHARED_BCCD} when it exists, else $DETECTRON2_DATASETS/BCCD")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 seed, 20 iterations, no ablation")
@@ -37,6 +38,8 @@ def main():
     add_run_arguments(parser)
     args = parser.parse_args()
     apply_run_arguments(args)
+    if not args.data and os.path.isdir(SHARED_BCCD):
+        args.data = SHARED_BCCD
     if args.data:
         os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
         register_all()  # re-register the BCCD splits at the new root
