@@ -11,15 +11,19 @@ from .datasets import (
     register_coco_json,
     register_voc_layout,
 )
+from .lr_degrade import LR_SIZES, LRDegradation, down_up
 
 __all__ = [
     "BCCD_CLASSES",
     "BUILTIN_CLASSES",
     "BuiltinSpec",
     "DatasetNotRegisteredError",
+    "LRDegradation",
+    "LR_SIZES",
     "bccd_root",
     "builtin_root",
     "check_dataset_registered",
+    "down_up",
     "load_voc_layout",
     "prepare_builtin",
     "register_all",
