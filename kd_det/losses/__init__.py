@@ -8,22 +8,36 @@ from .classification import (
     meal_v2_discriminator_loss,
 )
 from .hint import hint_l2_loss
+from .mmd import (
+    DAN_MULTIPLIERS,
+    FEATURE_LOSSES,
+    dan_bandwidths,
+    face_kd_loss,
+    mk_mmd,
+    normalized_l2_loss,
+)
 from .regression import bounded_l2_loss, teacher_l2_loss
 from .soft_ce import binary_soft_cross_entropy, class_weights, hinton_kd_loss, soft_cross_entropy
 from .sr import gaussian_variance_logit, pisr_teacher_loss, vid_gaussian_loss, vid_laplace_loss
 
 __all__ = [
+    "DAN_MULTIPLIERS",
+    "FEATURE_LOSSES",
     "FNKD_FORMS",
     "binary_soft_cross_entropy",
     "bounded_l2_loss",
     "class_weights",
+    "dan_bandwidths",
     "ensemble_soft_cross_entropy",
+    "face_kd_loss",
     "feature_normalized_logits",
     "fnkd_loss",
     "gaussian_variance_logit",
     "hint_l2_loss",
     "hinton_kd_loss",
     "meal_v2_discriminator_loss",
+    "mk_mmd",
+    "normalized_l2_loss",
     "pisr_teacher_loss",
     "soft_cross_entropy",
     "teacher_l2_loss",
