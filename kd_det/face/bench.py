@@ -1,0 +1,186 @@
+"""The paper's comparison, measured: rank-1 identification per probe resolution of (a) the
+student alone on the LR-augmented set, (b) KD with the normalised-feature L2 and (c) KD
+with MK-MMD, over seeds; the training wall-clock of "HR teacher kept fixed + KD" against
+"teacher retrained on the LR-augmented set + KD"; student and teacher CPU time per face.
+
+Each teacher is trained once (seed of the first run) and shared by every seed of the
+students, as the paper's fixed teacher is. Runs are sequential in this process, so their
+wall-clock times are comparable with each other.
+"""
+import logging
+import os
+import platform
+import time
+from typing import Dict, Sequence
+
+import torch
+
+from kd_det.utils.reporting import bar_chart, mean_spread, median_time, save_json
+
+from .config import setup_face_cfg
+from .models import build_face_net
+from .trainer import probe_name, run_face
+
+__all__ = ["RUNS", "format_tables", "run_benchmark", "time_per_face"]
+
+logger = logging.getLogger(__name__)
+
+# run -> (config file, table label, teacher run it distils from); the table's order.
+RUNS = {
+    "teacher": ("teacher.yaml", "teacher (HR faces only, kept fixed)", None),
+    "teacher_lr": ("teacher_lr.yaml", "teacher retrained on the LR-augmented set", None),
+    "student": ("student.yaml", "(a) student alone, LR-augmented set", None),
+    "kd_l2": ("kd_l2.yaml", "(b) KD, normalised-feature L2", "teacher"),
+    "kd_mmd": ("kd_mmd.yaml", "(c) KD, MK-MMD (paper)", "teacher"),
+    "kd_mmd_lr_teacher": ("kd_mmd_lr_teacher.yaml", "KD, MK-MMD from the retrained teacher",
+                          "teacher_lr"),
+}
+TEACHERS = ("teacher", "teacher_lr")
+
+
+@torch.no_grad()
+def time_per_face(cfg, batch_size: int = 64) -> Dict[str, Dict[str, float]]:
+    """Median CPU milliseconds per face of the teacher and student embedding networks:
+    one face at a time (latency) and per face in a batch (throughput); parameters."""
+    out = {}
+    for name, node in (("teacher", cfg.FACE.TEACHER), ("student", cfg.FACE.MODEL)):
+        net = build_face_net(node, cfg).eval()
+        one, batch = torch.rand(1, 1, 64, 64), torch.rand(batch_size, 1, 64, 64)
+        out[name] = {
+            "ms_per_face_batch1": 1e3 * median_time(lambda: net.embed(one), 5, 50),
+            "ms_per_face_batched": 1e3 * median_time(lambda: net.embed(batch), 2, 10) / batch_size,
+            "batch_size": batch_size,
+            "params": sum(p.numel() for p in net.parameters()),
+        }
+    return out
+
+
+def _hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    return (f"{os.cpu_count()} CPU cores ({cpu}) shared with other jobs, "
+            f"{torch.get_num_threads()} torch thread")
+
+
+def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: str,
+                  seeds: Sequence[int], iters: int, command: str,
+                  opts: Sequence[str] = ()) -> Dict:
+    """Train the teachers, then every student row for each seed; JSON after each run."""
+    t_start = time.perf_counter()
+    common = ["SOLVER.MAX_ITER", str(iters), "SOLVER.CHECKPOINT_PERIOD", str(10**9), *opts]
+    ref = setup_face_cfg(os.path.join(config_dir, "kd_mmd.yaml"), common)
+    f, sol = ref.FACE, ref.SOLVER
+    probes = [probe_name(s) for s in f.TEST.PROBE_SIZES]
+    rows = {name: {"label": label, "seeds": [], "wall_s": [],
+                   "rank1": {p: [] for p in probes}}
+            for name, (_, label, _) in RUNS.items()}
+    report = {
+        "command": command,
+        "hardware": _hardware(),
+        "protocol": {
+            "dataset": f"Olivetti faces, {f.NUM_IDENTITIES} identities; per identity "
+                       f"{f.DATA.TEST_PER_IDENTITY} held-out faces (SPLIT_SEED "
+                       f"{f.DATA.SPLIT_SEED}), the others train",
+            "metric": "rank-1 identification (%): each held-out face, downscaled to the probe "
+                      "size and resized back to 64x64, against the original-resolution "
+                      "training faces (cosine, nearest face)",
+            "lr_augmentation": f"p={f.LR.PROB}, sizes {tuple(f.LR.SIZES)} px, blur with "
+                               f"probability {f.LR.BLUR_PROB}, sigma {tuple(f.LR.BLUR_SIGMA)}",
+            "loss": f"{f.KD.HARD_WEIGHT} CE + {f.KD.SOFT_WEIGHT} T^2 KL (T={f.KD.TEMPERATURE})"
+                    f" + {f.KD.FEAT_WEIGHT} feature loss on L2-normalised embeddings",
+            "schedule": f"{iters} iterations, batch {ref.DATALOADER.BATCH_SIZE}, "
+                        f"{sol.OPTIMIZER} {sol.BASE_LR} {sol.LR_SCHEDULER_NAME} for every run "
+                        "(short CPU schedule)",
+            "teachers": f"each teacher trained once (seed {seeds[0]}) and shared by all seeds",
+            "wall_s": "whole run (build, train, final evaluation), runs one after another",
+            "seeds": list(seeds),
+            "overrides": list(opts),
+        },
+        "complete": False,
+        "rows": rows,
+    }
+
+    def run(name: str, seed: int) -> None:
+        cfg_file, _, teacher = RUNS[name]
+        out = name if name in TEACHERS else f"{name}_seed{seed}"
+        run_opts = [*common, "SEED", str(seed), "OUTPUT_DIR", os.path.join(output_root, out)]
+        if teacher is not None:
+            run_opts += ["FACE.TEACHER.WEIGHTS",
+                         os.path.join(output_root, teacher, "model_final.pth")]
+        cfg = setup_face_cfg(os.path.join(config_dir, cfg_file), run_opts)
+        t0 = time.perf_counter()
+        res = run_face(cfg)
+        row = rows[name]
+        row["seeds"].append(seed)
+        row["wall_s"].append(round(time.perf_counter() - t0, 1))
+        for p in probes:
+            row["rank1"][p].append(res[f"rank1/{p}"])
+        save_json(json_path, report)
+        logger.info("%s seed %d (%.0f s): %s", name, seed, row["wall_s"][-1],
+                    ", ".join(f"{p} {res[f'rank1/{p}']:.1f}" for p in probes))
+
+    for name in TEACHERS:
+        run(name, seeds[0])
+    for seed in seeds:
+        for name in RUNS:
+            if name not in TEACHERS:
+                run(name, seed)
+
+    for row in rows.values():
+        row["summary"] = {p: mean_spread(v) for p, v in row["rank1"].items()}
+    kd_fixed = mean_spread(rows["kd_mmd"]["wall_s"])["mean"]
+    kd_retrained = mean_spread(rows["kd_mmd_lr_teacher"]["wall_s"])["mean"]
+    retrain = rows["teacher_lr"]["wall_s"][0]
+    report["pipelines_wall_s"] = {
+        "fixed_teacher": {"teacher_training": 0.0, "kd": kd_fixed, "total": kd_fixed,
+                          "note": "the HR teacher exists already (trained once, "
+                                  f"{rows['teacher']['wall_s'][0]:.0f} s, for HR faces)"},
+        "retrained_teacher": {"teacher_training": retrain, "kd": kd_retrained,
+                              "total": retrain + kd_retrained},
+        "ratio_retrained_over_fixed": (retrain + kd_retrained) / kd_fixed,
+    }
+    report["speed"] = time_per_face(ref)
+    report["speed"]["student_speedup_batch1"] = (
+        report["speed"]["teacher"]["ms_per_face_batch1"]
+        / report["speed"]["student"]["ms_per_face_batch1"])
+    report["complete"] = True
+    report["total_wall_s"] = round(time.perf_counter() - t_start, 1)
+    report["table_markdown"] = format_tables(report)
+    save_json(json_path, report)
+    bar_chart(png_path,
+              {f"probe {p}": {RUNS[n][1].split(",")[0]: rows[n]["rank1"][p] for n in RUNS}
+               for p in probes},
+              ylabel="rank-1 (%)", title=f"LR face KD on Olivetti, {len(seeds)} seeds, "
+                                         f"{iters} iterations")
+    return report
+
+
+def format_tables(report: Dict) -> str:
+    """README tables: rank-1 mean ± std per probe; pipeline wall-clock; CPU time per face."""
+    rows = report["rows"]
+    probes = list(next(iter(rows.values()))["rank1"])
+    lines = ["| method | " + " | ".join(probes) + " | train s / run |",
+             "|---|" + "---|" * (len(probes) + 1)]
+    for row in rows.values():
+        cells = []
+        for p in probes:
+            s = mean_spread(row["rank1"][p])
+            cells.append(f"{s['mean']:.1f} ± {s['std']:.1f}" if s["n"] > 1 else f"{s['mean']:.1f}")
+        lines.append(f"| {row['label']} (n={len(row['seeds'])}) | " + " | ".join(cells)
+                     + f" | {mean_spread(row['wall_s'])['mean']:.0f} |")
+    pipe = report["pipelines_wall_s"]
+    lines += ["", "| pipeline | teacher training (s) | KD (s) | total (s) |", "|---|---|---|---|"]
+    for key, label in (("fixed_teacher", "HR teacher kept fixed + KD (paper)"),
+                       ("retrained_teacher", "teacher retrained on LR set + KD")):
+        p = pipe[key]
+        lines.append(f"| {label} | {p['teacher_training']:.0f} | {p['kd']:.0f} | "
+                     f"{p['total']:.0f} |")
+    lines.append(f"| ratio | | | {pipe['ratio_retrained_over_fixed']:.2f}x |")
+    speed = report["speed"]
+    lines += ["", "| network | parameters | ms / face (batch 1) | ms / face "
+                  f"(batch {speed['student']['batch_size']}) |", "|---|---|---|---|"]
+    for name in ("teacher", "student"):
+        s = speed[name]
+        lines.append(f"| {name} | {s['params']:,} | {s['ms_per_face_batch1']:.2f} | "
+                     f"{s['ms_per_face_batched']:.3f} |")
+    lines.append(f"| student speed-up (batch 1) | | {speed['student_speedup_batch1']:.1f}x | |")
+    return "\n".join(lines)

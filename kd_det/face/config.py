@@ -1,0 +1,133 @@
+"""Config keys of the low-resolution face recognition trainer, on top of the auxiliary config."""
+import os
+
+from detectron2.config import CfgNode
+
+from kd_det.data import LR_SIZES, LRDegradation
+from kd_det.engine.aux_trainer import get_aux_cfg, setup_cfg
+from kd_det.losses import FEATURE_LOSSES
+
+__all__ = ["METHODS", "add_face_config", "check_face_config", "get_face_cfg", "setup_face_cfg"]
+
+METHODS = ("none", "kd")
+ARCHS = ("cnn", "resnet")
+TEACHER_INPUTS = ("hr", "lr")
+
+
+def add_face_config(cfg: CfgNode) -> CfgNode:
+    """Add the FACE.* keys: method, data, LR augmentation, networks, KD weights, probes."""
+    cfg.FACE = CfgNode()
+    # "none" trains FACE.MODEL alone with CE (the student baseline, or a teacher);
+    # "kd" distils a FACE.TEACHER run into FACE.MODEL.
+    cfg.FACE.METHOD = "none"
+    cfg.FACE.NUM_IDENTITIES = 40
+    cfg.FACE.DATA = CfgNode()
+    # Olivetti faces (MATLAB v5, key "faces": 4096 x 400, 40 people x 10 consecutive images).
+    cfg.FACE.DATA.PATH = os.path.join("..", "shared", "data", "olivetti", "olivettifaces.mat")
+    # Images of each identity held out for testing (the rest train); fixed by SPLIT_SEED.
+    cfg.FACE.DATA.TEST_PER_IDENTITY = 3
+    cfg.FACE.DATA.SPLIT_SEED = 0
+    # Random horizontal flips of the training faces.
+    cfg.FACE.DATA.FLIP = True
+    # LR augmentation of the training set (kd_det.data.LRDegradation): the student's set.
+    cfg.FACE.LR = CfgNode()
+    cfg.FACE.LR.ENABLED = False
+    cfg.FACE.LR.PROB = 0.4
+    cfg.FACE.LR.SIZES = LR_SIZES
+    cfg.FACE.LR.BLUR_PROB = 0.5
+    # Range of the blur sigma, in pixels of the original 64x64 face.
+    cfg.FACE.LR.BLUR_SIGMA = (0.5, 1.5)
+    # Width of the L2-normalised face embedding, the same for teacher and student (MK-MMD
+    # and the L2 alternative compare them directly).
+    cfg.FACE.EMBED_DIM = 128
+    # The network this run trains: the student, or a teacher when METHOD is "none".
+    cfg.FACE.MODEL = CfgNode()
+    cfg.FACE.MODEL.ARCH = "cnn"
+    cfg.FACE.MODEL.WIDTHS = (16, 32, 64, 128)
+    cfg.FACE.TEACHER = CfgNode()
+    cfg.FACE.TEACHER.ARCH = "resnet"
+    cfg.FACE.TEACHER.WIDTHS = (16, 32, 64, 128)
+    # model_final.pth of a METHOD "none" run of the teacher network (METHOD "kd" only).
+    cfg.FACE.TEACHER.WEIGHTS = ""
+    cfg.FACE.KD = CfgNode()
+    # What the teacher sees: "hr", the original face (the paper: it is never shown LR
+    # faces), or "lr", the student's degraded copy (a teacher retrained on the LR set).
+    cfg.FACE.KD.TEACHER_INPUT = "hr"
+    # lambda1 * CE + lambda2 * T^2 KL + lambda3 * feature loss; the paper gives no values.
+    cfg.FACE.KD.HARD_WEIGHT = 1.0
+    cfg.FACE.KD.SOFT_WEIGHT = 1.0
+    cfg.FACE.KD.FEAT_WEIGHT = 1.0
+    cfg.FACE.KD.TEMPERATURE = 4.0
+    # "mmd" (MK-MMD, the paper) or "l2" (normalised-feature L2, the classic alternative).
+    cfg.FACE.KD.FEATURE_LOSS = "mmd"
+    cfg.FACE.TEST = CfgNode()
+    # Probe resolutions (shorter side, pixels; 0 = original): held-out faces are downscaled
+    # to each and resized back, then matched against the original-resolution training faces.
+    cfg.FACE.TEST.PROBE_SIZES = (0, 30, 20, 16, 12, 8)
+    return cfg
+
+
+def get_face_cfg() -> CfgNode:
+    """The full default config of tools/train_face_kd.py."""
+    cfg = add_face_config(get_aux_cfg())
+    cfg.VERSION = 2
+    cfg.OUTPUT_DIR = "./output/face"
+    cfg.DATALOADER.BATCH_SIZE = 40
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
+    cfg.SOLVER.BASE_LR = 0.05
+    cfg.SOLVER.WEIGHT_DECAY = 5e-4
+    cfg.SOLVER.WARMUP_ITERS = 20
+    cfg.SOLVER.STEPS = ()
+    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
+    return cfg
+
+
+def setup_face_cfg(config_file: str = "", opts=()) -> CfgNode:
+    """Defaults, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
+    return setup_cfg(get_face_cfg, config_file, opts)
+
+
+def check_face_config(cfg: CfgNode) -> None:
+    """Refuse bad keys before any data is read or any step is taken."""
+    f = cfg.FACE
+    if f.METHOD not in METHODS:
+        raise ValueError(f"FACE.METHOD={f.METHOD!r}: use one of {METHODS}")
+    if f.NUM_IDENTITIES < 2:
+        raise ValueError(f"FACE.NUM_IDENTITIES={f.NUM_IDENTITIES} must be >= 2")
+    if not os.path.isfile(f.DATA.PATH):
+        raise FileNotFoundError(
+            f"FACE.DATA.PATH={f.DATA.PATH!r} does not exist: give the path of "
+            "olivettifaces.mat (the Olivetti faces, MATLAB v5, key 'faces'), e.g. "
+            "FACE.DATA.PATH ../shared/data/olivetti/olivettifaces.mat")
+    for key, node in (("FACE.MODEL", f.MODEL), ("FACE.TEACHER", f.TEACHER)):
+        if node.ARCH not in ARCHS:
+            raise ValueError(f"{key}.ARCH={node.ARCH!r}: use one of {ARCHS}")
+        if not node.WIDTHS or any(w < 1 for w in node.WIDTHS):
+            raise ValueError(f"{key}.WIDTHS={tuple(node.WIDTHS)}: give positive channel counts")
+    if f.EMBED_DIM < 1:
+        raise ValueError(f"FACE.EMBED_DIM={f.EMBED_DIM} must be >= 1")
+    if f.LR.ENABLED:  # LRDegradation checks the values
+        LRDegradation(f.LR.PROB, f.LR.SIZES, f.LR.BLUR_PROB, f.LR.BLUR_SIGMA)
+    if any(s < 0 for s in f.TEST.PROBE_SIZES) or not f.TEST.PROBE_SIZES:
+        raise ValueError(f"FACE.TEST.PROBE_SIZES={tuple(f.TEST.PROBE_SIZES)}: give sizes in "
+                         "pixels, 0 for the original resolution")
+    if f.METHOD == "none" and f.TEACHER.WEIGHTS:
+        raise ValueError("FACE.TEACHER.WEIGHTS is set but FACE.METHOD is 'none' (no teacher): "
+                         "use FACE.METHOD kd or clear the key")
+    if f.METHOD == "kd":
+        if not f.TEACHER.WEIGHTS:
+            raise ValueError("FACE.METHOD='kd' needs FACE.TEACHER.WEIGHTS: train the teacher "
+                             "first (configs/face/teacher.yaml) and give its model_final.pth")
+        if not os.path.isfile(f.TEACHER.WEIGHTS):
+            raise FileNotFoundError(
+                f"FACE.TEACHER.WEIGHTS={f.TEACHER.WEIGHTS!r} does not exist: train the teacher "
+                "first (configs/face/teacher.yaml) and give its model_final.pth")
+        if f.KD.TEACHER_INPUT not in TEACHER_INPUTS:
+            raise ValueError(f"FACE.KD.TEACHER_INPUT={f.KD.TEACHER_INPUT!r}: use one of "
+                             f"{TEACHER_INPUTS}")
+        if f.KD.FEATURE_LOSS not in FEATURE_LOSSES:
+            raise ValueError(f"FACE.KD.FEATURE_LOSS={f.KD.FEATURE_LOSS!r}: use one of "
+                             f"{FEATURE_LOSSES}")
+        if f.KD.TEMPERATURE <= 0:
+            raise ValueError(f"FACE.KD.TEMPERATURE={f.KD.TEMPERATURE} must be > 0")

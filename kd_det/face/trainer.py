@@ -1,0 +1,117 @@
+"""FaceTrainer: the shared AuxTrainer engine for face teachers, students and their KD."""
+import logging
+import os
+from typing import Dict
+
+import torch
+from detectron2.evaluation import inference_context
+from detectron2.utils import comm
+
+from kd_det.data import down_up
+from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
+from kd_det.modeling.frozen import load_strict
+from kd_det.utils.reporting import save_json
+
+from .config import check_face_config
+from .data import FaceBatches, build_degradation, load_split
+from .distiller import FaceDistiller
+from .models import FaceNet, build_face_net
+
+__all__ = ["FaceTrainer", "evaluate_identification", "load_teacher", "probe_name", "run_face"]
+
+logger = logging.getLogger(__name__)
+
+
+def probe_name(size: int) -> str:
+    return "original" if size == 0 else f"{size}px"
+
+
+def load_teacher(cfg, path: str, key: str = "FACE.TEACHER.WEIGHTS") -> FaceNet:
+    """A FACE.TEACHER network with the weights of a FACE.METHOD none run (under "student.")."""
+    if os.path.isfile(path):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        head = state.get("model", state).get("student.head.weight") \
+            if isinstance(state, dict) else None
+        if head is not None and head.shape[0] != cfg.FACE.NUM_IDENTITIES:
+            raise ValueError(
+                f"{key}={path!r} is a teacher of {head.shape[0]} identities but "
+                f"FACE.NUM_IDENTITIES={cfg.FACE.NUM_IDENTITIES}: distil from a teacher "
+                "trained on the same identities")
+    teacher = build_face_net(cfg.FACE.TEACHER, cfg)
+    load_strict(torch.nn.ModuleDict({"student": teacher}), path, key=key)
+    return teacher
+
+
+@torch.no_grad()
+def evaluate_identification(model, cfg) -> Dict[str, float]:
+    """Rank-1 identification (%) per FACE.TEST.PROBE_SIZES: every held-out face, downscaled
+    to the probe size and resized back, takes the identity of its nearest (cosine)
+    original-resolution training face. `model` maps {"image"} to normalised embeddings."""
+    device = next(model.parameters()).device
+    gallery, gallery_ids = load_split(cfg, "train").tensors
+    probes, probe_ids = load_split(cfg, "test").tensors
+    out = {}
+    with inference_context(model):
+        g = model({"image": gallery.to(device)}).cpu()
+        for size in cfg.FACE.TEST.PROBE_SIZES:
+            p = model({"image": (probes if size == 0 else down_up(probes, size)).to(device)})
+            pred = gallery_ids[(p.cpu() @ g.T).argmax(1)]
+            out[f"rank1/{probe_name(size)}"] = 100.0 * (pred == probe_ids).float().mean().item()
+    return out
+
+
+class FaceTrainer(AuxTrainer):
+    """FACE.METHOD "none" (a teacher, or the student alone) or "kd"; FACE.LR.ENABLED
+    trains on the LR-augmented set."""
+
+    def __init__(self, cfg):
+        check_face_config(cfg)
+        super().__init__(cfg)
+
+    @classmethod
+    def build_model(cls, cfg) -> FaceDistiller:
+        f = cfg.FACE
+        teacher = load_teacher(cfg, f.TEACHER.WEIGHTS) if f.METHOD == "kd" else None
+        return FaceDistiller(
+            build_face_net(f.MODEL, cfg), teacher, teacher_input=f.KD.TEACHER_INPUT,
+            hard_weight=f.KD.HARD_WEIGHT, soft_weight=f.KD.SOFT_WEIGHT,
+            feat_weight=f.KD.FEAT_WEIGHT, temperature=f.KD.TEMPERATURE,
+            feature_loss=f.KD.FEATURE_LOSS)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        dataset = load_split(cfg, "train")
+        if cfg.DATALOADER.BATCH_SIZE > len(dataset):
+            raise ValueError(f"DATALOADER.BATCH_SIZE={cfg.DATALOADER.BATCH_SIZE} exceeds the "
+                             f"{len(dataset)} training faces")
+        logger.info("Olivetti: %d training faces, LR augmentation %s", len(dataset),
+                    "on" if cfg.FACE.LR.ENABLED else "off")
+        loader = build_infinite_loader(dataset, cfg.DATALOADER.BATCH_SIZE, cfg.SEED,
+                                       num_workers=cfg.DATALOADER.NUM_WORKERS)
+        return FaceBatches(loader, cfg.SEED, cfg.FACE.DATA.FLIP, build_degradation(cfg))
+
+    @classmethod
+    def test(cls, cfg, model) -> Dict[str, float]:
+        out = evaluate_identification(model, cfg)
+        logger.info("face %s: %s", cfg.FACE.METHOD,
+                    ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
+        return out
+
+
+def run_face(cfg, eval_only: bool = False, resume: bool = False) -> Dict[str, float]:
+    """Train (or, with eval_only, evaluate MODEL.WEIGHTS) and return the rank-1 results,
+    also written to OUTPUT_DIR/results.json with the config that produced them."""
+    if eval_only:
+        check_face_config(cfg)
+        if not cfg.MODEL.WEIGHTS:
+            raise ValueError("--eval-only needs MODEL.WEIGHTS: the model_final.pth to evaluate")
+        model = FaceTrainer.build_model(cfg).to(cfg.MODEL.DEVICE)
+        load_strict(model, cfg.MODEL.WEIGHTS, key="MODEL.WEIGHTS")
+        return FaceTrainer.test(cfg, model)
+    trainer = FaceTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    results = trainer.train()
+    if comm.is_main_process():
+        save_json(os.path.join(cfg.OUTPUT_DIR, "results.json"),
+                  {"results": results, "config": cfg.dump()})
+    return results

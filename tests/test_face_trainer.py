@@ -1,0 +1,202 @@
+"""FaceTrainer on the shared engine: data layout and split, teacher / student / KD runs on a
+small synthetic Olivetti-format file, the frozen teacher, bad input, and the real file
+(skipped when ../shared/data is absent)."""
+import json
+import os
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from kd_det.data import LRDegradation
+from kd_det.face import FaceTrainer, run_face, setup_face_cfg
+from kd_det.face.bench import format_tables, run_benchmark
+from kd_det.face.data import FaceBatches, load_olivetti, load_split
+from kd_det.face.models import FaceNet
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "face")
+PROBES = ["original", "30px", "20px", "16px", "12px", "8px"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions on two shared cores: one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def mat_path(tmp_path_factory):
+    """4 identities x 10 faces in the Olivetti layout (columns = column-major 64x64 faces):
+    each identity a bright square at its own place, plus noise."""
+    rng = np.random.default_rng(0)
+    faces = []
+    for person in range(4):
+        for _ in range(10):
+            img = rng.integers(0, 60, (64, 64))
+            r, c = 8 + 24 * (person // 2), 8 + 24 * (person % 2)
+            img[r:r + 24, c:c + 24] += 180
+            faces.append(img.astype(np.uint8).flatten(order="F"))
+    path = tmp_path_factory.mktemp("olivetti") / "faces.mat"
+    scipy.io.savemat(str(path), {"faces": np.stack(faces, 1)})
+    return str(path)
+
+
+def _cfg(mat_path, out, config="student.yaml", iters=4, *extra):
+    opts = ["FACE.DATA.PATH", mat_path, "FACE.NUM_IDENTITIES", 4, "OUTPUT_DIR", str(out),
+            "FACE.MODEL.WIDTHS", (4, 8), "FACE.TEACHER.WIDTHS", (4, 8), "FACE.EMBED_DIM", 8,
+            "DATALOADER.BATCH_SIZE", 8, "SOLVER.MAX_ITER", iters, "SOLVER.WARMUP_ITERS", 0,
+            "SOLVER.LOG_PERIOD", 2]
+    return setup_face_cfg(os.path.join(CONFIGS, config), opts + list(extra))
+
+
+@pytest.fixture(scope="module")
+def teacher_weights(mat_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    run_face(_cfg(mat_path, out, "teacher.yaml", 6))
+    return os.path.join(out, "model_final.pth")
+
+
+def test_olivetti_layout_is_read_column_major(mat_path):
+    images, labels = load_olivetti(mat_path)
+    assert images.shape == (40, 1, 64, 64) and labels.tolist() == [i // 10 for i in range(40)]
+    raw = scipy.io.loadmat(mat_path)["faces"]
+    assert torch.equal(images[13, 0] * 255, torch.from_numpy(
+        raw[:, 13].reshape(64, 64, order="F").astype(np.float32)))
+    # identity 1's square is at rows 8..32, columns 32..56 (not transposed)
+    assert images[10, 0, 8:32, 32:56].mean() > 0.7 and images[10, 0, 32:56, 8:32].mean() < 0.3
+
+
+def test_split_is_identity_stratified_fixed_and_disjoint(mat_path, tmp_path):
+    cfg = _cfg(mat_path, tmp_path)
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    assert torch.bincount(train.tensors[1]).tolist() == [7] * 4
+    assert torch.bincount(test.tensors[1]).tolist() == [3] * 4
+    flat = torch.cat([train.tensors[0], test.tensors[0]]).flatten(1)
+    assert len(torch.unique(flat, dim=0)) == 40
+    assert torch.equal(load_split(cfg, "test").tensors[0], test.tensors[0])
+    other = _cfg(mat_path, tmp_path, "student.yaml", 4, "FACE.DATA.SPLIT_SEED", 1)
+    assert not torch.equal(load_split(other, "test").tensors[0], test.tensors[0])
+
+
+def test_batches_flip_and_degrade_deterministically(mat_path, tmp_path):
+    loader = [load_split(_cfg(mat_path, tmp_path), "train")[:16]]
+
+    def batches(seed):
+        return next(iter(FaceBatches(loader, seed, True, LRDegradation(prob=0.5))))
+
+    a, b = batches(0), batches(0)
+    assert all(torch.equal(a[k], b[k]) for k in ("hr", "image", "label"))
+    faces = loader[0][0]
+    flipped = [not torch.equal(h, f) for h, f in zip(a["hr"], faces)]
+    assert all(torch.equal(h, f.flip(-1)) for h, f, fl in zip(a["hr"], faces, flipped) if fl)
+    assert 0 < sum(flipped) < 16
+    degraded = sum(not torch.equal(i, h) for i, h in zip(a["image"], a["hr"]))
+    assert 0 < degraded < 16
+    assert not torch.equal(batches(1)["image"], a["image"])
+
+
+def test_teacher_trains_and_reports_rank1_per_probe(teacher_weights):
+    out = os.path.dirname(teacher_weights)
+    saved = json.load(open(os.path.join(out, "results.json")))
+    assert list(saved["results"]) == [f"rank1/{p}" for p in PROBES]
+    assert all(0.0 <= v <= 100.0 for v in saved["results"].values())
+    assert "ENABLED: false" in saved["config"]
+
+
+@pytest.mark.parametrize("feature_loss", ["mmd", "l2"])
+def test_kd_keeps_teacher_fixed_and_out_of_checkpoints(mat_path, tmp_path, teacher_weights,
+                                                       feature_loss):
+    cfg = _cfg(mat_path, tmp_path, f"kd_{feature_loss}.yaml", 4,
+               "FACE.TEACHER.WEIGHTS", teacher_weights)
+    trainer = FaceTrainer(cfg)
+    model = trainer.model
+    before = model.teacher_params_snapshot()
+    student_before = {k: v.clone() for k, v in model.student.state_dict().items()}
+    saved = torch.load(teacher_weights)["model"]
+    assert torch.equal(before["teacher.head.weight"], saved["student.head.weight"])
+    trainer.train()
+    after = model.teacher_params_snapshot()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not p.requires_grad for p in model.teachers["teacher"].parameters())
+    assert not torch.equal(student_before["head.weight"], model.student.head.weight)
+    final = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))["model"]
+    assert final and all(k.startswith("student.") for k in final)
+    metrics = [json.loads(x) for x in open(os.path.join(cfg.OUTPUT_DIR, "metrics.json"))]
+    assert any(f"loss_{feature_loss}" in m and "loss_kd" in m for m in metrics)
+
+
+def test_eval_only_reproduces_the_final_evaluation(mat_path, teacher_weights):
+    out = os.path.dirname(teacher_weights)
+    cfg = _cfg(mat_path, out, "teacher.yaml", 6, "MODEL.WEIGHTS", teacher_weights)
+    saved = json.load(open(os.path.join(out, "results.json")))["results"]
+    assert run_face(cfg, eval_only=True) == pytest.approx(saved)
+
+
+def test_bad_input_is_refused_before_training(mat_path, tmp_path, teacher_weights):
+    def kd(*extra):
+        return _cfg(mat_path, tmp_path, "kd_mmd.yaml", 4, *extra)
+
+    with pytest.raises(FileNotFoundError, match="FACE.TEACHER.WEIGHTS"):
+        FaceTrainer(kd("FACE.TEACHER.WEIGHTS", str(tmp_path / "missing.pth")))
+    with pytest.raises(ValueError, match="needs FACE.TEACHER.WEIGHTS"):
+        FaceTrainer(kd("FACE.TEACHER.WEIGHTS", ""))
+    wrong = str(tmp_path / "five.pth")
+    net = FaceNet("resnet", (4, 8), 8, num_identities=5)
+    torch.save({"model": torch.nn.ModuleDict({"student": net}).state_dict()}, wrong)
+    with pytest.raises(ValueError, match="5 identities but FACE.NUM_IDENTITIES=4"):
+        FaceTrainer(kd("FACE.TEACHER.WEIGHTS", wrong))
+    with pytest.raises(ValueError, match="FACE.TEACHER.WEIGHTS.*wrong shapes"):
+        FaceTrainer(kd("FACE.TEACHER.WEIGHTS", teacher_weights, "FACE.TEACHER.WIDTHS", (4, 16)))
+    with pytest.raises(FileNotFoundError, match="FACE.DATA.PATH"):
+        FaceTrainer(_cfg(mat_path, tmp_path, "student.yaml", 4,
+                         "FACE.DATA.PATH", str(tmp_path / "none.mat")))
+    with pytest.raises(ValueError, match="holds 4 identities but FACE.NUM_IDENTITIES=40"):
+        FaceTrainer(_cfg(mat_path, tmp_path, "student.yaml", 4, "FACE.NUM_IDENTITIES", 40))
+    with pytest.raises(ValueError, match="FACE.KD.FEATURE_LOSS"):
+        FaceTrainer(kd("FACE.TEACHER.WEIGHTS", teacher_weights, "FACE.KD.FEATURE_LOSS", "cos"))
+
+
+def test_shipped_configs_parse():
+    methods = {}
+    for name in ("teacher", "teacher_lr", "student", "kd_l2", "kd_mmd", "kd_mmd_lr_teacher"):
+        f = setup_face_cfg(os.path.join(CONFIGS, f"{name}.yaml")).FACE
+        methods[name] = (f.METHOD, f.LR.ENABLED, f.KD.FEATURE_LOSS, f.KD.TEACHER_INPUT)
+    assert methods["teacher"][:2] == ("none", False)
+    assert methods["teacher_lr"][:2] == ("none", True)
+    assert methods["student"][:2] == ("none", True)
+    assert methods["kd_l2"] == ("kd", True, "l2", "hr")
+    assert methods["kd_mmd"] == ("kd", True, "mmd", "hr")
+    assert methods["kd_mmd_lr_teacher"] == ("kd", True, "mmd", "lr")
+
+
+def test_benchmark_writes_json_with_command_and_tables(mat_path, tmp_path):
+    opts = ["FACE.DATA.PATH", mat_path, "FACE.NUM_IDENTITIES", "4", "FACE.MODEL.WIDTHS",
+            "(4, 8)", "FACE.TEACHER.WIDTHS", "(4, 8)", "FACE.EMBED_DIM", "8",
+            "DATALOADER.BATCH_SIZE", "8", "SOLVER.WARMUP_ITERS", "0"]
+    json_path, png = str(tmp_path / "r.json"), str(tmp_path / "r.png")
+    report = run_benchmark(CONFIGS, str(tmp_path / "runs"), json_path, png, seeds=[0, 1],
+                           iters=2, command="python tools/bench_face_kd.py", opts=opts)
+    saved = json.load(open(json_path))
+    assert saved["command"] == "python tools/bench_face_kd.py" and saved["complete"]
+    assert saved["hardware"] and os.path.isfile(png)
+    assert saved["rows"]["kd_mmd"]["seeds"] == [0, 1]
+    assert len(saved["rows"]["teacher"]["rank1"]["8px"]) == 1
+    assert saved["pipelines_wall_s"]["retrained_teacher"]["teacher_training"] > 0
+    assert "(c) KD, MK-MMD (paper)" in format_tables(report)
+
+
+def test_real_olivetti_file(shared_data):
+    path = os.path.join(shared_data, "olivetti", "olivettifaces.mat")
+    if not os.path.isfile(path):
+        pytest.skip(f"{path} is absent")
+    images, labels = load_olivetti(path)
+    assert images.shape == (400, 1, 64, 64) and int(labels.max()) == 39
+    # upright faces: the mean face is left-right symmetric, not top-bottom symmetric
+    mean = images.mean(0)[0]
+    assert (mean - mean.flip(1)).abs().mean() < 0.5 * (mean - mean.flip(0)).abs().mean()
+    cfg = setup_face_cfg(os.path.join(CONFIGS, "student.yaml"), ["FACE.DATA.PATH", path])
+    assert len(load_split(cfg, "train")) == 280 and len(load_split(cfg, "test")) == 120
