@@ -11,7 +11,7 @@ import logging
 import os
 import platform
 import time
-from typing import Dict, Sequence
+from typing import Dict, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -25,15 +25,25 @@ __all__ = ["RUNS", "format_tables", "run_benchmark", "time_per_face"]
 
 logger = logging.getLogger(__name__)
 
-# run -> (config file, table label, teacher run it distils from); the table's order.
+
+class Run(NamedTuple):
+    config: str
+    label: str  # in the table
+    short: str  # in the chart
+    teacher: Optional[str]  # the run it distils from
+
+
+# The table's and the chart's order.
 RUNS = {
-    "teacher": ("teacher.yaml", "teacher (HR faces only, kept fixed)", None),
-    "teacher_lr": ("teacher_lr.yaml", "teacher retrained on the LR-augmented set", None),
-    "student": ("student.yaml", "(a) student alone, LR-augmented set", None),
-    "kd_l2": ("kd_l2.yaml", "(b) KD, normalised-feature L2", "teacher"),
-    "kd_mmd": ("kd_mmd.yaml", "(c) KD, MK-MMD (paper)", "teacher"),
-    "kd_mmd_lr_teacher": ("kd_mmd_lr_teacher.yaml", "KD, MK-MMD from the retrained teacher",
-                          "teacher_lr"),
+    "teacher": Run("teacher.yaml", "teacher (HR faces only, kept fixed)", "teacher HR", None),
+    "teacher_lr": Run("teacher_lr.yaml", "teacher retrained on the LR-augmented set",
+                      "teacher LR-retrained", None),
+    "student": Run("student.yaml", "(a) student alone, LR-augmented set", "(a) student",
+                   None),
+    "kd_l2": Run("kd_l2.yaml", "(b) KD, normalised-feature L2", "(b) KD L2", "teacher"),
+    "kd_mmd": Run("kd_mmd.yaml", "(c) KD, MK-MMD (paper)", "(c) KD MK-MMD", "teacher"),
+    "kd_mmd_lr_teacher": Run("kd_mmd_lr_teacher.yaml", "KD, MK-MMD from the retrained teacher",
+                             "KD MK-MMD, LR teacher", "teacher_lr"),
 }
 TEACHERS = ("teacher", "teacher_lr")
 
@@ -70,9 +80,9 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
     ref = setup_face_cfg(os.path.join(config_dir, "kd_mmd.yaml"), common)
     f, sol = ref.FACE, ref.SOLVER
     probes = [probe_name(s) for s in f.TEST.PROBE_SIZES]
-    rows = {name: {"label": label, "seeds": [], "wall_s": [],
+    rows = {name: {"label": r.label, "seeds": [], "wall_s": [],
                    "rank1": {p: [] for p in probes}}
-            for name, (_, label, _) in RUNS.items()}
+            for name, r in RUNS.items()}
     report = {
         "command": command,
         "hardware": _hardware(),
@@ -100,7 +110,7 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
     }
 
     def run(name: str, seed: int) -> None:
-        cfg_file, _, teacher = RUNS[name]
+        cfg_file, teacher = RUNS[name].config, RUNS[name].teacher
         out = name if name in TEACHERS else f"{name}_seed{seed}"
         run_opts = [*common, "SEED", str(seed), "OUTPUT_DIR", os.path.join(output_root, out)]
         if teacher is not None:
@@ -147,7 +157,7 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
     report["table_markdown"] = format_tables(report)
     save_json(json_path, report)
     bar_chart(png_path,
-              {f"probe {p}": {RUNS[n][1].split(",")[0]: rows[n]["rank1"][p] for n in RUNS}
+              {f"probe {p}": {r.short: rows[n]["rank1"][p] for n, r in RUNS.items()}
                for p in probes},
               ylabel="rank-1 (%)", title=f"LR face KD on Olivetti, {len(seeds)} seeds, "
                                          f"{iters} iterations")
