@@ -7,7 +7,7 @@ the student sampled and the ROIs the student sampled, never runs its own proposa
 generation, NMS or post-processing. Inference runs the student alone.
 """
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 import torch
 from detectron2.config import configurable
@@ -15,14 +15,14 @@ from detectron2.layers import move_device_like
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.proposal_generator import RPN
 from detectron2.modeling.roi_heads import StandardROIHeads
-from detectron2.structures import ImageList
+from detectron2.structures import Boxes, ImageList, Instances
 
 from .adapters import HintAdapters
 from .frozen import DistillerBase
 from .kd_terms import roi_kd_losses, rpn_kd_losses
 from .teacher import build_teacher, build_teacher_cfg, rpn_alignment_problem
 
-__all__ = ["DistillRCNN"]
+__all__ = ["DistillRCNN", "TeacherOutputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,31 @@ def _flatten_rpn_outputs(logits, deltas, box_dim):
         for x in deltas
     ]
     return logits, deltas
+
+
+class TeacherOutputs(NamedTuple):
+    """What one teacher pass gives the KD terms (None for a disabled term)."""
+
+    features: Dict[str, torch.Tensor]
+    rpn_logits: Optional[List[torch.Tensor]]
+    rpn_deltas: Optional[List[torch.Tensor]]
+    box_scores: Optional[torch.Tensor]
+    box_deltas: Optional[torch.Tensor]
+
+
+class _StudentRPN(NamedTuple):
+    anchors: List[Boxes]
+    gt_labels: List[torch.Tensor]
+    gt_boxes: List[torch.Tensor]
+    logits: List[torch.Tensor]
+    deltas: List[torch.Tensor]
+    proposals: List[Instances]
+
+
+class _StudentROI(NamedTuple):
+    proposals: List[Instances]  # sampled, with gt_classes / gt_boxes
+    scores: torch.Tensor
+    deltas: torch.Tensor
 
 
 @META_ARCH_REGISTRY.register()
@@ -144,19 +169,16 @@ class DistillRCNN(DistillerBase):
     def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
         if not self.training:
             return self.student(batched_inputs)
-        s, t = self.student, self.teacher
+        s = self.student
         images = s.preprocess_image(batched_inputs)
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
         features = s.backbone(images.tensor)
-        with torch.no_grad():
-            t_features = t.backbone(self._teacher_images(batched_inputs, images))
-
-        losses = {}
-        proposals, rpn_losses = self._rpn(images, features, t_features, gt_instances)
-        losses.update(rpn_losses)
-        losses.update(self._roi(features, t_features, proposals, gt_instances))
-        if self.adapters is not None:
-            losses["loss_hint"] = self.hint_weight * self.adapters(features, t_features)
+        rpn, losses = self._student_rpn(images, features, gt_instances)
+        roi, roi_losses = self._student_roi(features, rpn.proposals, gt_instances)
+        losses.update(roi_losses)
+        teacher = self.teacher_outputs(batched_inputs, images,
+                                       [p.proposal_boxes for p in roi.proposals])
+        losses.update(self.kd_losses(features, rpn, roi, teacher))
         return losses
 
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
@@ -182,59 +204,75 @@ class DistillRCNN(DistillerBase):
                 "size_divisibility is a multiple of the teacher's.")
         return out.tensor
 
-    def _rpn(self, images, features, t_features, gt_instances):
-        """The student's RPN step by step (as RPN.forward does), plus the KD terms on the
-        same labelled and sampled anchors."""
+    def _student_rpn(self, images, features, gt_instances):
+        """The student's RPN step by step (as RPN.forward does), keeping what the KD terms
+        need: the anchors, their labels and the raw outputs."""
         rpn = self.student.proposal_generator
         feats = [features[f] for f in rpn.in_features]
         anchors = rpn.anchor_generator(feats)
-        box_dim = rpn.anchor_generator.box_dim
-        logits, deltas = _flatten_rpn_outputs(*rpn.rpn_head(feats), box_dim)
+        logits, deltas = _flatten_rpn_outputs(*rpn.rpn_head(feats), rpn.anchor_generator.box_dim)
         gt_labels, gt_boxes = rpn.label_and_sample_anchors(anchors, gt_instances)
         losses = rpn.losses(anchors, logits, gt_labels, deltas, gt_boxes)
+        if self.rpn_kd is not None:
+            losses["loss_rpn_cls"] = losses["loss_rpn_cls"] * self.rpn_kd.MU
         proposals = rpn.predict_proposals(anchors, logits, deltas, images.image_sizes)
-        if self.rpn_kd is None:
-            return proposals, losses
+        return _StudentRPN(anchors, gt_labels, gt_boxes, logits, deltas, proposals), losses
 
-        t_rpn = self.teacher.proposal_generator
-        with torch.no_grad():
-            t_logits, t_deltas = _flatten_rpn_outputs(
-                *t_rpn.rpn_head([t_features[f] for f in t_rpn.in_features]), box_dim)
-        for a, b in zip(logits, t_logits):
-            if a.shape != b.shape:
-                raise RuntimeError(
-                    f"KD.RPN: teacher RPN outputs {tuple(b.shape)} do not match the student's "
-                    f"{tuple(a.shape)} on the same anchors; the backbones pad or stride "
-                    "differently. Set KD.RPN.ENABLED False or align the backbones.")
-        losses["loss_rpn_cls"] = losses["loss_rpn_cls"] * self.rpn_kd.MU
-        losses.update(rpn_kd_losses(
-            self.rpn_kd, anchors, gt_labels, gt_boxes, logits, deltas, t_logits, t_deltas,
-            rpn.box2box_transform, normalizer=rpn.batch_size_per_image * len(gt_labels)))
-        return proposals, losses
-
-    def _roi(self, features, t_features, proposals, gt_instances):
-        """The student's box branch on its sampled ROIs; the teacher's box head on the
-        very same boxes."""
+    def _student_roi(self, features, proposals, gt_instances):
+        """The student's box branch on its sampled ROIs (as StandardROIHeads does)."""
         roi = self.student.roi_heads
         proposals = roi.label_and_sample_proposals(proposals, gt_instances)
-        boxes = [p.proposal_boxes for p in proposals]
         box_features = roi.box_head(roi.box_pooler([features[f] for f in roi.box_in_features],
-                                                   boxes))
+                                                   [p.proposal_boxes for p in proposals]))
         scores, deltas = roi.box_predictor(box_features)
         losses = roi.box_predictor.losses((scores, deltas), proposals)
+        if self.roi_kd is not None:
+            losses["loss_cls"] = losses["loss_cls"] * self.roi_kd.MU
         losses.update(roi._forward_mask(features, proposals))
         losses.update(roi._forward_keypoint(features, proposals))
-        if self.roi_kd is None:
-            return losses
+        return _StudentROI(proposals, scores, deltas), losses
 
-        t_roi = self.teacher.roi_heads
-        with torch.no_grad():
-            t_box = t_roi.box_head(t_roi.box_pooler(
-                [t_features[f] for f in t_roi.box_in_features], boxes))
-            t_scores, t_deltas = t_roi.box_predictor(t_box)
-        losses["loss_cls"] = losses["loss_cls"] * self.roi_kd.MU
-        losses.update(roi_kd_losses(
-            self.roi_kd, proposals, scores, deltas, t_scores, t_deltas,
-            roi.box_predictor.box2box_transform, t_roi.box_predictor.box2box_transform,
-            roi.num_classes))
+    @torch.inference_mode()
+    def teacher_outputs(self, batched_inputs, images: ImageList, boxes) -> TeacherOutputs:
+        """All the teacher work KD needs and nothing more: its backbone, its RPN head on
+        the feature maps of the student's (aligned) anchors, its box head on the student's
+        sampled ROIs `boxes`. Inference mode: no autograd state is recorded."""
+        t = self.teacher
+        feats = t.backbone(self._teacher_images(batched_inputs, images))
+        rpn_out = box_out = (None, None)
+        if self.rpn_kd is not None:
+            t_rpn = t.proposal_generator
+            rpn_out = _flatten_rpn_outputs(*t_rpn.rpn_head([feats[f] for f in t_rpn.in_features]),
+                                           t_rpn.anchor_generator.box_dim)
+        if self.roi_kd is not None:
+            t_roi = t.roi_heads
+            box_out = t_roi.box_predictor(t_roi.box_head(t_roi.box_pooler(
+                [feats[f] for f in t_roi.box_in_features], boxes)))
+        return TeacherOutputs(feats, *rpn_out, *box_out)
+
+    def kd_losses(self, features, rpn: _StudentRPN, roi: _StudentROI,
+                  teacher: TeacherOutputs) -> Dict[str, torch.Tensor]:
+        """The distillation terms; masks and shapes only, no host-device synchronisation."""
+        losses = {}
+        if self.rpn_kd is not None:
+            for a, b in zip(rpn.logits, teacher.rpn_logits):
+                if a.shape != b.shape:
+                    raise RuntimeError(
+                        f"KD.RPN: teacher RPN outputs {tuple(b.shape)} do not match the "
+                        f"student's {tuple(a.shape)} on the same anchors; the backbones pad or "
+                        "stride differently. Set KD.RPN.ENABLED False or align the backbones.")
+            s_rpn = self.student.proposal_generator
+            losses.update(rpn_kd_losses(
+                self.rpn_kd, rpn.anchors, rpn.gt_labels, rpn.gt_boxes, rpn.logits, rpn.deltas,
+                teacher.rpn_logits, teacher.rpn_deltas, s_rpn.box2box_transform,
+                normalizer=s_rpn.batch_size_per_image * len(rpn.gt_labels)))
+        if self.roi_kd is not None:
+            s_pred = self.student.roi_heads.box_predictor
+            losses.update(roi_kd_losses(
+                self.roi_kd, roi.proposals, roi.scores, roi.deltas, teacher.box_scores,
+                teacher.box_deltas, s_pred.box2box_transform,
+                self.teacher.roi_heads.box_predictor.box2box_transform,
+                self.student.roi_heads.num_classes))
+        if self.adapters is not None:
+            losses["loss_hint"] = self.hint_weight * self.adapters(features, teacher.features)
         return losses
