@@ -14,8 +14,9 @@ __all__ = ["HintAdapters"]
 class HintAdapters(nn.Module):
     """One adapter per (student feature, teacher feature) pair, and the hint loss.
 
-    The adapters keep fp32 master weights; under autocast their outputs are computed in
-    the autocast dtype and the loss is taken in fp32 (see kd_det.losses.hint).
+    The adapters keep fp32 master weights whatever the features' dtype (an adapter that
+    follows a half-precision student breaks under autocast, mmrazor#190); their outputs
+    come back in the student's dtype and the loss is taken in fp32 (kd_det.losses.hint).
     """
 
     def __init__(
@@ -51,6 +52,13 @@ class HintAdapters(nn.Module):
     def _key(s: str, t: str) -> str:
         return f"{s}_to_{t}"
 
+    @staticmethod
+    def _adapt(conv: nn.Conv2d, v: torch.Tensor) -> torch.Tensor:
+        """conv(v) in the student's dtype; outside autocast the input is cast to the
+        weights' dtype first (autocast casts the weights itself)."""
+        x = v if torch.is_autocast_enabled(v.device.type) else v.to(conv.weight.dtype)
+        return conv(x).to(v.dtype)
+
     def forward(self, student_feats: Dict[str, torch.Tensor],
                 teacher_feats: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean over pairs of ||adapt(V) - Z||^2 (each pair averaged over its elements)."""
@@ -59,7 +67,7 @@ class HintAdapters(nn.Module):
             v, z = student_feats[s], teacher_feats[t]
             key = self._key(s, t)
             if key in self.adapters:
-                v = self.adapters[key](v)
+                v = self._adapt(self.adapters[key], v)
             if v.shape[-2:] != z.shape[-2:]:
                 if self.resize != "interpolate":
                     raise ValueError(
