@@ -1,7 +1,8 @@
 """The RPN and ROI distillation terms of Chen et al., on Detectron2's tensors.
 
 Both work on what the student has already labelled and sampled (anchors, ROIs), and use
-masks instead of boolean indexing so that they add no host-device synchronisation.
+masks instead of boolean indexing and never read a value back, so that they add no
+host-device synchronisation.
 """
 from typing import Dict, List
 
@@ -18,7 +19,23 @@ from ..losses import (
     teacher_l2_loss,
 )
 
-__all__ = ["rpn_kd_losses", "roi_kd_losses", "select_class_deltas"]
+__all__ = ["rpn_kd_losses", "roi_kd_losses", "select_class_deltas", "encode_deltas"]
+
+
+def encode_deltas(box2box: Box2BoxTransform, src: torch.Tensor, dst: torch.Tensor):
+    """Box2BoxTransform.get_deltas(src, dst), broadcast over leading dims and without its
+    validity assert, whose .item() makes the host wait for the device on every call (the
+    boxes here are the student's anchors and sampled ROIs, valid by construction)."""
+
+    def centres_and_sizes(b):
+        w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+        return b[..., 0] + 0.5 * w, b[..., 1] + 0.5 * h, w, h
+
+    sx, sy, sw, sh = centres_and_sizes(src)
+    tx, ty, tw, th = centres_and_sizes(dst)
+    wx, wy, ww, wh = box2box.weights
+    return torch.stack((wx * (tx - sx) / sw, wy * (ty - sy) / sh,
+                        ww * torch.log(tw / sw), wh * torch.log(th / sh)), dim=-1)
 
 
 def _reg_term(mode: str, r_s, r_t, y, margin: float):
@@ -53,12 +70,15 @@ def rpn_kd_losses(
         valid = (labels >= 0).to(per_anchor.dtype)
         losses["loss_rpn_kd_cls"] = (1 - cfg_node.MU) * (per_anchor * valid).sum() / normalizer
     if cfg_node.REG_MODE != "none" and cfg_node.REG_WEIGHT > 0:
-        all_anchors = Boxes.cat(anchors).tensor
-        y = torch.stack([box2box.get_deltas(all_anchors, b) for b in gt_boxes])  # (N, R, 4)
+        pos = labels == 1
+        y = encode_deltas(box2box, Boxes.cat(anchors).tensor, torch.stack(gt_boxes))  # (N, R, 4)
+        # An image without ground truth has zero-size matched boxes, hence infinite targets
+        # on anchors that are never positive: zero them so that inf * 0 makes no NaN.
+        y = torch.where(pos.unsqueeze(-1), y, 0.0)
         r_s, r_t = cat(s_deltas, dim=1), cat(t_deltas, dim=1)
         per_box = _reg_term(cfg_node.REG_MODE, r_s.flatten(0, 1), r_t.flatten(0, 1),
                             y.flatten(0, 1), cfg_node.MARGIN)
-        pos = (labels == 1).flatten().to(per_box.dtype)
+        pos = pos.flatten().to(per_box.dtype)
         losses["loss_rpn_kd_reg"] = cfg_node.REG_WEIGHT * (per_box * pos).sum() / normalizer
     return losses
 
@@ -104,8 +124,8 @@ def roi_kd_losses(
         r_t = select_class_deltas(t_deltas, gt_classes)
         if tuple(s_box2box.weights) != tuple(t_box2box.weights):
             # Re-express the teacher's boxes in the student's delta coding.
-            r_t = s_box2box.get_deltas(boxes, t_box2box.apply_deltas(r_t, boxes))
-        y = s_box2box.get_deltas(boxes, gt_boxes)
+            r_t = encode_deltas(s_box2box, boxes, t_box2box.apply_deltas(r_t, boxes))
+        y = encode_deltas(s_box2box, boxes, gt_boxes)
         per_box = _reg_term(cfg_node.REG_MODE, r_s, r_t, y, cfg_node.MARGIN)
         fg = ((gt_classes >= 0) & (gt_classes < num_classes)).to(per_box.dtype)
         losses["loss_roi_kd_reg"] = (
