@@ -1,0 +1,38 @@
+"""The speed benchmark's building blocks and tools/bench_speed.py on tiny images (no
+timing assertions: the figures come from tools/bench_speed.py itself)."""
+import json
+import os
+import sys
+
+from kd_det.utils.timing import interleaved_times
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import bench_speed  # noqa: E402
+
+KEYS = ("student_step_s", "teacher_forward_s", "kd_step_s", "naive_kd_step_s",
+        "overhead_ratio", "naive_over_kd", "peak_rss_mb", "command")
+
+
+def test_interleaved_times_rotate_the_order_and_skip_warmup():
+    calls = []
+    times = interleaved_times({n: (lambda n=n: calls.append(n)) for n in "abc"},
+                              warmup=1, repeats=3)
+    assert calls == list("abc" "bca" "cab" "abc")
+    assert {n: len(v) for n, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_bench_speed_tool_writes_and_prints_every_figure(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    bench_speed.main(["--size", "64", "--batch", "1", "--warmup", "0", "--iters", "1",
+                      "--output", str(out)])
+    result = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == result
+    for k in KEYS:
+        assert k in result, k
+    for k in KEYS[:-1]:
+        assert result[k] > 0, k
+    assert result["overhead_ratio"] == result["kd_step_s"] / (
+        result["student_step_s"] + result["teacher_forward_s"])
+    assert result["command"].startswith("python tools/bench_speed.py --size 64")
+    assert result["random_teacher"] and len(result["samples_s"]["kd_step"]) == 1
