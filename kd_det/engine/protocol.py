@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from typing import Dict, List, Optional
 
@@ -42,6 +43,16 @@ def _bbox(results: Dict) -> Dict[str, float]:
     return {"AP": float(res["AP"]), "AP50": float(res["AP50"])}
 
 
+def _log_to(output_dir: str) -> None:
+    """Send this stage's logs to `output_dir`/log.txt only (not to the previous stages'
+    files) and to the console once, however many stages run in this process."""
+    for name in ("detectron2", "kd_det"):
+        named = logging.getLogger(name)
+        for h in [h for h in named.handlers if getattr(h, "stream", None) is not sys.stdout]:
+            named.removeHandler(h)
+        setup_logger(output_dir, name=name, configure_stdout=not named.handlers)
+
+
 def run_stage(cfg: CfgNode, output_dir: str) -> Dict:
     """Train `cfg` into `output_dir` and evaluate it on DATASETS.TEST, unless a finished
     run of the very same config is already there (re-running reuses finished stages)."""
@@ -58,8 +69,7 @@ def run_stage(cfg: CfgNode, output_dir: str) -> Dict:
             logger.info("Reusing finished stage %s", output_dir)
             return cached
     os.makedirs(output_dir, exist_ok=True)
-    setup_logger(output_dir, name="detectron2")
-    setup_logger(output_dir, name="kd_det")
+    _log_to(output_dir)
     with open(os.path.join(output_dir, "config.yaml"), "w") as f:
         f.write(cfg.dump())
     t0 = time.perf_counter()
