@@ -4,18 +4,20 @@ with MK-MMD, over seeds; the training wall-clock of "HR teacher kept fixed + KD"
 "teacher retrained on the LR-augmented set + KD"; student and teacher CPU time per face.
 
 Each teacher is trained once (seed of the first run) and shared by every seed of the
-students, as the paper's fixed teacher is. Runs are sequential in this process, so their
-wall-clock times are comparable with each other.
+students, as the paper's fixed teacher is. Runs are sequential in this process, one after
+another, so that only the load of other jobs on the machine separates their wall-clock times.
 """
+import functools
 import logging
 import os
-import platform
+import statistics
 import time
 from typing import Dict, NamedTuple, Optional, Sequence
 
 import torch
 
-from kd_det.utils.reporting import bar_chart, mean_spread, median_time, save_json
+from kd_det.utils.reporting import bar_chart, mean_spread, save_json
+from kd_det.utils.timing import interleaved_times, machine_info
 
 from .config import setup_face_cfg
 from .models import build_face_net
@@ -50,25 +52,21 @@ TEACHERS = ("teacher", "teacher_lr")
 
 @torch.no_grad()
 def time_per_face(cfg, batch_size: int = 64) -> Dict[str, Dict[str, float]]:
-    """Median CPU milliseconds per face of the teacher and student embedding networks:
-    one face at a time (latency) and per face in a batch (throughput); parameters."""
-    out = {}
-    for name, node in (("teacher", cfg.FACE.TEACHER), ("student", cfg.FACE.MODEL)):
-        net = build_face_net(node, cfg).eval()
-        one, batch = torch.rand(1, 1, 64, 64), torch.rand(batch_size, 1, 64, 64)
-        out[name] = {
-            "ms_per_face_batch1": 1e3 * median_time(lambda: net.embed(one), 5, 50),
-            "ms_per_face_batched": 1e3 * median_time(lambda: net.embed(batch), 2, 10) / batch_size,
-            "batch_size": batch_size,
-            "params": sum(p.numel() for p in net.parameters()),
-        }
-    return out
-
-
-def _hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    return (f"{os.cpu_count()} CPU cores ({cpu}) shared with other jobs, "
-            f"{torch.get_num_threads()} torch thread")
+    """Median CPU milliseconds per face of the teacher and student embedding networks, one
+    face at a time (latency) and per face in a batch (throughput), timed round-robin so
+    that the load of other jobs weighs on both alike; and their parameter counts."""
+    nets = {name: build_face_net(node, cfg).eval()
+            for name, node in (("teacher", cfg.FACE.TEACHER), ("student", cfg.FACE.MODEL))}
+    inputs = {"batch1": torch.rand(1, 1, 64, 64), "batched": torch.rand(batch_size, 1, 64, 64)}
+    times = interleaved_times(
+        {(name, b): functools.partial(net.embed, x)
+         for name, net in nets.items() for b, x in inputs.items()}, warmup=5, repeats=30)
+    return {name: {
+        "ms_per_face_batch1": 1e3 * statistics.median(times[name, "batch1"]),
+        "ms_per_face_batched": 1e3 * statistics.median(times[name, "batched"]) / batch_size,
+        "batch_size": batch_size,
+        "params": sum(p.numel() for p in net.parameters()),
+    } for name, net in nets.items()}
 
 
 def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: str,
@@ -85,7 +83,8 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
             for name, r in RUNS.items()}
     report = {
         "command": command,
-        "hardware": _hardware(),
+        "hardware": {**machine_info(), "torch_threads": torch.get_num_threads(),
+                     "note": "cores shared with other jobs; load_avg_1min at the start"},
         "protocol": {
             "dataset": f"Olivetti faces, {f.NUM_IDENTITIES} identities; per identity "
                        f"{f.DATA.TEST_PER_IDENTITY} held-out faces (SPLIT_SEED "
@@ -152,6 +151,7 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
     report["speed"]["student_speedup_batch1"] = (
         report["speed"]["teacher"]["ms_per_face_batch1"]
         / report["speed"]["student"]["ms_per_face_batch1"])
+    report["hardware"]["load_avg_1min_end"] = machine_info()["load_avg_1min"]
     report["complete"] = True
     report["total_wall_s"] = round(time.perf_counter() - t_start, 1)
     report["table_markdown"] = format_tables(report)

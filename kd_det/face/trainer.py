@@ -56,7 +56,7 @@ def evaluate_identification(model, cfg) -> Dict[str, float]:
         for size in cfg.FACE.TEST.PROBE_SIZES:
             p = model({"image": (probes if size == 0 else down_up(probes, size)).to(device)})
             pred = gallery_ids[(p.cpu() @ g.T).argmax(1)]
-            out[f"rank1/{probe_name(size)}"] = 100.0 * (pred == probe_ids).float().mean().item()
+            out[f"rank1/{probe_name(size)}"] = 100.0 * (pred == probe_ids).sum().item() / len(pred)
     return out
 
 
