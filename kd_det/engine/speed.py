@@ -5,7 +5,7 @@ Four steps on the same batch, timed round-robin in one process:
 * ``student_step``: the student GeneralizedRCNN's training step alone (forward, backward,
   optimizer step);
 * ``teacher_forward``: the teacher work KD needs, alone: ``DistillRCNN.teacher_outputs``
-  (backbone, RPN head, box head on the student's sampled ROIs) in inference mode;
+  (backbone, RPN head, box head on the student's sampled ROIs) under no_grad;
 * ``kd_step``: the DistillRCNN training step;
 * ``naive_kd_step``: the teacher's full inference (its own RPN, proposals, NMS, ROI heads,
   post-processing) plus the student step; no KD term is counted, so this is a lower bound
@@ -123,7 +123,7 @@ class SpeedBench:
         self._train_step(self.model)
 
     def naive_kd_step(self):
-        with torch.inference_mode(), self._autocast():
+        with torch.no_grad(), self._autocast():
             self.model.teacher(self.batch)
         self._train_step(self.model.student)
 

@@ -232,11 +232,13 @@ class DistillRCNN(DistillerBase):
         losses.update(roi._forward_keypoint(features, proposals))
         return _StudentROI(proposals, scores, deltas), losses
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def teacher_outputs(self, batched_inputs, images: ImageList, boxes) -> TeacherOutputs:
         """All the teacher work KD needs and nothing more: its backbone, its RPN head on
         the feature maps of the student's (aligned) anchors, its box head on the student's
-        sampled ROIs `boxes`. Inference mode: no autograd state is recorded."""
+        sampled ROIs `boxes`. No autograd state is recorded; no_grad rather than
+        inference_mode because the losses may save these targets for backward, which
+        inference tensors forbid."""
         t = self.teacher
         feats = t.backbone(self._teacher_images(batched_inputs, images))
         rpn_out = box_out = (None, None)
