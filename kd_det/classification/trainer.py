@@ -6,11 +6,9 @@ from typing import Dict
 import torch
 from detectron2.engine import HookBase
 from detectron2.evaluation import inference_context
-from detectron2.utils import comm
 
 from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
 from kd_det.modeling.frozen import load_strict
-from kd_det.utils.reporting import save_json
 
 from .config import check_cls_config, check_disc_hidden
 from .data import load_split
@@ -66,9 +64,9 @@ class FitNetsStageHook(HookBase):
 class ClsTrainer(AuxTrainer):
     """CLS.METHOD: "none" (CE alone), "kd", "fitnets", "fnkd" or "meal_v2"."""
 
-    def __init__(self, cfg):
+    @classmethod
+    def check_config(cls, cfg) -> None:
         check_cls_config(cfg)
-        super().__init__(cfg)
 
     @classmethod
     def build_model(cls, cfg) -> ClsDistiller:
@@ -124,20 +122,4 @@ class ClsTrainer(AuxTrainer):
         return ret
 
 
-def run_cls(cfg, eval_only: bool = False, resume: bool = False) -> Dict[str, float]:
-    """Train (or, with eval_only, evaluate MODEL.WEIGHTS) and return the top-1 results,
-    also written to OUTPUT_DIR/results.json with the config that produced them."""
-    if eval_only:
-        check_cls_config(cfg)
-        if not cfg.MODEL.WEIGHTS:
-            raise ValueError("--eval-only needs MODEL.WEIGHTS: the model_final.pth to evaluate")
-        model = ClsTrainer.build_model(cfg).to(cfg.MODEL.DEVICE)
-        load_strict(model, cfg.MODEL.WEIGHTS, key="MODEL.WEIGHTS")
-        return ClsTrainer.test(cfg, model)
-    trainer = ClsTrainer(cfg)
-    trainer.resume_or_load(resume=resume)
-    results = trainer.train()
-    if comm.is_main_process():
-        save_json(os.path.join(cfg.OUTPUT_DIR, "results.json"),
-                  {"results": results, "config": cfg.dump()})
-    return results
+run_cls = ClsTrainer.run

@@ -21,6 +21,9 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from fvcore.common.checkpoint import Checkpointer
 
+from ..modeling.frozen import load_strict
+from ..utils.reporting import save_json
+
 __all__ = ["get_aux_cfg", "setup_cfg", "AuxTrainer", "build_infinite_loader"]
 
 
@@ -74,6 +77,7 @@ class AuxTrainer(TrainerBase):
     """Subclasses implement `build_model`, `build_train_loader` and `test`."""
 
     def __init__(self, cfg: CfgNode):
+        self.check_config(cfg)
         super().__init__()
         self.cfg = cfg
         seed_all_rng(cfg.SEED)
@@ -93,6 +97,10 @@ class AuxTrainer(TrainerBase):
         self.register_hooks(self.build_hooks())
 
     # ---- what a subclass provides -------------------------------------------------
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Refuse bad keys, naming them, before anything is built."""
+
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
         raise NotImplementedError(f"{cls.__name__} must implement build_model(cfg)")
@@ -162,6 +170,25 @@ class AuxTrainer(TrainerBase):
         """Train to SOLVER.MAX_ITER and return the final evaluation."""
         super().train(self.start_iter, self.max_iter)
         return self.final_results
+
+    @classmethod
+    def run(cls, cfg, eval_only: bool = False, resume: bool = False) -> Dict[str, float]:
+        """Train (or, with eval_only, evaluate MODEL.WEIGHTS) and return the test metrics,
+        also written to OUTPUT_DIR/results.json with the config that produced them."""
+        if eval_only:
+            cls.check_config(cfg)
+            if not cfg.MODEL.WEIGHTS:
+                raise ValueError("--eval-only needs MODEL.WEIGHTS: the model_final.pth to evaluate")
+            model = cls.build_model(cfg).to(cfg.MODEL.DEVICE)
+            load_strict(model, cfg.MODEL.WEIGHTS, key="MODEL.WEIGHTS")
+            return cls.test(cfg, model)
+        trainer = cls(cfg)
+        trainer.resume_or_load(resume=resume)
+        results = trainer.train()
+        if comm.is_main_process():
+            save_json(os.path.join(cfg.OUTPUT_DIR, "results.json"),
+                      {"results": results, "config": cfg.dump()})
+        return results
 
     def state_dict(self):
         ret = super().state_dict()

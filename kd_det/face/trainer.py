@@ -5,12 +5,10 @@ from typing import Dict
 
 import torch
 from detectron2.evaluation import inference_context
-from detectron2.utils import comm
 
 from kd_det.data import down_up
 from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
 from kd_det.modeling.frozen import load_strict
-from kd_det.utils.reporting import save_json
 
 from .config import check_face_config
 from .data import FaceBatches, build_degradation, load_split
@@ -64,9 +62,9 @@ class FaceTrainer(AuxTrainer):
     """FACE.METHOD "none" (a teacher, or the student alone) or "kd"; FACE.LR.ENABLED
     trains on the LR-augmented set."""
 
-    def __init__(self, cfg):
+    @classmethod
+    def check_config(cls, cfg) -> None:
         check_face_config(cfg)
-        super().__init__(cfg)
 
     @classmethod
     def build_model(cls, cfg) -> FaceDistiller:
@@ -98,20 +96,4 @@ class FaceTrainer(AuxTrainer):
         return out
 
 
-def run_face(cfg, eval_only: bool = False, resume: bool = False) -> Dict[str, float]:
-    """Train (or, with eval_only, evaluate MODEL.WEIGHTS) and return the rank-1 results,
-    also written to OUTPUT_DIR/results.json with the config that produced them."""
-    if eval_only:
-        check_face_config(cfg)
-        if not cfg.MODEL.WEIGHTS:
-            raise ValueError("--eval-only needs MODEL.WEIGHTS: the model_final.pth to evaluate")
-        model = FaceTrainer.build_model(cfg).to(cfg.MODEL.DEVICE)
-        load_strict(model, cfg.MODEL.WEIGHTS, key="MODEL.WEIGHTS")
-        return FaceTrainer.test(cfg, model)
-    trainer = FaceTrainer(cfg)
-    trainer.resume_or_load(resume=resume)
-    results = trainer.train()
-    if comm.is_main_process():
-        save_json(os.path.join(cfg.OUTPUT_DIR, "results.json"),
-                  {"results": results, "config": cfg.dump()})
-    return results
+run_face = FaceTrainer.run

@@ -50,9 +50,9 @@ def evaluate_bicubic(cfg) -> Dict[str, float]:
 class SRTrainer(AuxTrainer):
     """SR.MODE: "teacher" (PISR step 1), "student" (step 2) or "baseline" (FSRCNN, L1)."""
 
-    def __init__(self, cfg):
+    @classmethod
+    def check_config(cls, cfg) -> None:
         check_sr_config(cfg)
-        super().__init__(cfg)
 
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
@@ -96,15 +96,4 @@ class SRTrainer(AuxTrainer):
         return out
 
 
-def run_sr(cfg, eval_only: bool = False, resume: bool = False) -> Dict[str, float]:
-    """Train (or, with eval_only, evaluate MODEL.WEIGHTS) and return the test metrics."""
-    if eval_only:
-        check_sr_config(cfg)
-        model = SRTrainer.build_model(cfg).to(cfg.MODEL.DEVICE)
-        if not cfg.MODEL.WEIGHTS:
-            raise ValueError("--eval-only needs MODEL.WEIGHTS: the model_final.pth to evaluate")
-        load_strict(model, cfg.MODEL.WEIGHTS, key="MODEL.WEIGHTS")
-        return SRTrainer.test(cfg, model)
-    trainer = SRTrainer(cfg)
-    trainer.resume_or_load(resume=resume)
-    return trainer.train()
+run_sr = SRTrainer.run
