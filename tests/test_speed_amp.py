@@ -120,3 +120,20 @@ def test_an_image_without_ground_truth_keeps_every_kd_term_finite(model):
         losses = model(batch)
     for k in KD_TERMS:
         assert torch.isfinite(losses[k]), k
+
+
+def test_encode_deltas_matches_detectron2_get_deltas():
+    from detectron2.modeling.box_regression import Box2BoxTransform
+
+    from kd_det.modeling.kd_terms import encode_deltas
+
+    g = torch.Generator().manual_seed(0)
+
+    def boxes(*lead):
+        xy = torch.rand(*lead, 2, generator=g) * 50
+        return torch.cat([xy, xy + 1 + torch.rand(*lead, 2, generator=g) * 30], -1)
+
+    b2b = Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0))
+    src, dst = boxes(7), boxes(3, 7)  # anchors broadcast over 3 images
+    expected = torch.stack([b2b.get_deltas(src, d) for d in dst])
+    torch.testing.assert_close(encode_deltas(b2b, src, dst), expected)

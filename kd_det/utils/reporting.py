@@ -3,8 +3,9 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from typing import Callable, Dict, List, Optional, Sequence
+
+from .timing import interleaved_times
 
 __all__ = ["mean_spread", "save_json", "bar_chart", "median_time", "atomic_torch_save"]
 
@@ -70,14 +71,7 @@ def bar_chart(
 
 def median_time(fn: Callable[[], object], warmup: int = 2, repeats: int = 10) -> float:
     """Median wall-clock seconds of `fn()` after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(interleaved_times({"fn": fn}, warmup, repeats)["fn"])
 
 
 def atomic_torch_save(obj, path: str) -> None:
