@@ -5,12 +5,16 @@ Defaults follow Chen et al. (NeurIPS 2017): gamma (hint) = 0.5, T = 1, backgroun
 re-implementations use mu in {0.5, 0.6} and m in {1e-5, 0.01, 0.2}; the defaults below
 (0.5, 0.0) are documented choices, not the authors' confirmed values.
 """
+import math
+
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_kd_config", "validate_kd_config"]
 
 _REG_MODES = ("bounded", "l2", "none")
 _ADAPTERS = ("conv1x1", "none")
+_HINT_LOSSES = ("mse", "pkd")
+_HINT_MASKS = ("none", "gt")
 
 
 def _add_distill_terms(node: CN) -> None:
@@ -52,6 +56,20 @@ def add_kd_config(cfg: CN) -> None:
     # so that a teacher that loaded wrong is caught at once.
     _C.KD.TEACHER.EVAL_BEFORE_TRAIN = True
 
+    _C.KD.STUDENT = CN()
+    # Weight inheritance (FGD, Yang et al. CVPR 2022, "inheriting strategy"): before
+    # training, copy the teacher's weights into every student module whose parameters
+    # have the teacher's names and shapes (the log lists the modules copied).
+    _C.KD.STUDENT.INIT_FROM_TEACHER = False
+
+    # The KD terms' weights rise linearly from 0 to 1 over this many iterations (0: off),
+    # so that the imitation targets do not swamp a student whose heads are still random.
+    _C.KD.WARMUP_ITERS = 0
+    # Every this many iterations, log under kd_diag/ each loss's gradient norm on the
+    # student, its ratio to the task losses', the fraction of boxes where the bounded
+    # regression acts and the hint per feature level (0: off; costs one backward per loss).
+    _C.KD.DIAGNOSTICS_PERIOD = 0
+
     _C.KD.HINT = CN()
     _C.KD.HINT.ENABLED = True
     # Pairs (student feature i, teacher feature i) of backbone outputs to imitate.
@@ -65,6 +83,14 @@ def add_kd_config(cfg: CN) -> None:
     # Spatial size mismatch between a pair: "interpolate" (bilinear, student to teacher
     # size) or "error".
     _C.KD.HINT.RESIZE = "interpolate"
+    # "mse": Chen et al.'s L2 hint; "pkd": both maps standardised per channel over
+    # (N, H, W) first, then MSE / 2 (PKD, Cao et al. NeurIPS 2022): scale-free imitation.
+    _C.KD.HINT.LOSS = "mse"
+    # "none": every position; "gt": mean over positions inside ground-truth boxes (FGFI,
+    # Wang et al. CVPR 2019) plus MASK_BG_WEIGHT x the mean over the rest (DeFeat, Guo et
+    # al. CVPR 2021).
+    _C.KD.HINT.MASK = "none"
+    _C.KD.HINT.MASK_BG_WEIGHT = 0.0
 
     _C.KD.RPN = CN()
     _add_distill_terms(_C.KD.RPN)
@@ -98,18 +124,25 @@ def validate_kd_config(cfg: CN) -> None:
         _check(h.ADAPTER in _ADAPTERS, "KD.HINT.ADAPTER", f"must be one of {_ADAPTERS}.")
         _check(h.RESIZE in ("interpolate", "error"), "KD.HINT.RESIZE",
                "must be 'interpolate' or 'error'.")
-        _check(h.WEIGHT >= 0, "KD.HINT.WEIGHT", "must be >= 0.")
+        _check_weight(h.WEIGHT, "KD.HINT.WEIGHT")
+        _check(h.LOSS in _HINT_LOSSES, "KD.HINT.LOSS", f"must be one of {_HINT_LOSSES}.")
+        _check(h.MASK in _HINT_MASKS, "KD.HINT.MASK", f"must be one of {_HINT_MASKS}.")
+        _check_weight(h.MASK_BG_WEIGHT, "KD.HINT.MASK_BG_WEIGHT")
     for name in ("RPN", "ROI"):
         node = kd[name]
         key = f"KD.{name}"
         if not node.ENABLED:
             continue
         _check(0.0 <= node.MU <= 1.0, f"{key}.MU", f"must be in [0, 1], got {node.MU}.")
-        _check(node.TEMPERATURE > 0, f"{key}.TEMPERATURE", "must be > 0.")
-        _check(node.BG_WEIGHT >= 0, f"{key}.BG_WEIGHT", "must be >= 0.")
+        _check(math.isfinite(node.TEMPERATURE) and 1e-2 <= node.TEMPERATURE <= 100,
+               f"{key}.TEMPERATURE", f"must be in [0.01, 100], got {node.TEMPERATURE}.")
+        _check_weight(node.BG_WEIGHT, f"{key}.BG_WEIGHT")
         _check(node.REG_MODE in _REG_MODES, f"{key}.REG_MODE", f"must be one of {_REG_MODES}.")
-        _check(node.REG_WEIGHT >= 0, f"{key}.REG_WEIGHT", "must be >= 0.")
-        _check(node.MARGIN >= 0, f"{key}.MARGIN", "must be >= 0.")
+        _check_weight(node.REG_WEIGHT, f"{key}.REG_WEIGHT")
+        _check(math.isfinite(node.MARGIN) and node.MARGIN >= 0, f"{key}.MARGIN",
+               f"must be finite and >= 0, got {node.MARGIN}.")
+    _check(kd.WARMUP_ITERS >= 0, "KD.WARMUP_ITERS", "must be >= 0.")
+    _check(kd.DIAGNOSTICS_PERIOD >= 0, "KD.DIAGNOSTICS_PERIOD", "must be >= 0.")
     _check(kd.RPN.ON_MISMATCH in ("error", "disable"), "KD.RPN.ON_MISMATCH",
            "must be 'error' or 'disable'.")
     _check(bool(active_kd_terms(cfg)), "KD.HINT/KD.RPN/KD.ROI",
@@ -118,16 +151,13 @@ def validate_kd_config(cfg: CN) -> None:
            "KD.ROI.ENABLED True with KD.ROI.MU < 1) or train a plain GeneralizedRCNN.")
 
 
+def _check_weight(value: float, key: str, limit: float = 1e4) -> None:
+    _check(math.isfinite(value) and 0 <= value <= limit, key,
+           f"must be a finite weight in [0, {limit:g}], got {value}.")
+
+
 def active_kd_terms(cfg: CN):
-    """Names of the distillation loss terms that carry a non-zero weight under `cfg`."""
-    kd = cfg.KD
-    terms = []
-    for name, prefix in (("RPN", "loss_rpn_kd"), ("ROI", "loss_roi_kd")):
-        node = kd[name]
-        if node.ENABLED and node.MU < 1:
-            terms.append(f"{prefix}_cls")
-        if node.ENABLED and node.REG_MODE != "none" and node.REG_WEIGHT > 0:
-            terms.append(f"{prefix}_reg")
-    if kd.HINT.ENABLED and kd.HINT.WEIGHT > 0:
-        terms.append("loss_hint")
-    return terms
+    """Loss names of the distillation terms active under `cfg` (kd_terms registry)."""
+    from .modeling.kd_terms import build_kd_terms
+
+    return [t.loss_name for t in build_kd_terms(cfg)]

@@ -8,7 +8,7 @@ from detectron2.utils.events import EventStorage
 
 from kd_det.config import active_kd_terms
 from kd_det.modeling import DistillRCNN
-from kd_det.modeling.kd_terms import roi_kd_losses
+from kd_det.modeling.kd_terms import ROIBoundedRegression
 
 from .detection_utils import fixed_batch, kd_cfg
 
@@ -214,15 +214,17 @@ def test_roi_bounded_regression_box_by_box():
     s[3] = 5.0                                 # background ROI: never counted
     s[1, 0:4] = 9.0                            # deltas of a non-gt class: never counted
 
-    class Node:
-        MU, TEMPERATURE, BG_WEIGHT, REG_MODE = 1.0, 1.0, 1.5, "bounded"
-        REG_WEIGHT, MARGIN = 0.5, 0.2
+    from types import SimpleNamespace as NS
 
     from detectron2.modeling.box_regression import Box2BoxTransform
-    b2b = Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0))
-    out = roi_kd_losses(Node, [props], torch.zeros(4, 3), s, torch.zeros(4, 3), t, b2b, b2b, 2)
-    assert "loss_roi_kd_cls" not in out  # MU = 1
-    assert out["loss_roi_kd_reg"].item() == pytest.approx(0.5 * (1.0 + 0.0 + 1.0) / 4)
-    Node.MARGIN = 0.05                         # now ROI 2: 1.05 > 1.1 is false -> 0
-    out = roi_kd_losses(Node, [props], torch.zeros(4, 3), s, torch.zeros(4, 3), t, b2b, b2b, 2)
-    assert out["loss_roi_kd_reg"].item() == pytest.approx(0.5 * 1.0 / 4)
+    heads = NS(num_classes=2, box_predictor=NS(
+        box2box_transform=Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0))))
+    model = NS(roi_heads=heads)
+    step = NS(student=model, teacher=model, roi=NS(proposals=[props], deltas=s),
+              t=NS(box_deltas=t))
+    term = ROIBoundedRegression("bounded", weight=0.5, margin=0.2)
+    assert term(step).item() == pytest.approx(0.5 * (1.0 + 0.0 + 1.0) / 4)
+    assert term.diagnostics(step)["roi_bound_active_frac"].item() == pytest.approx(2 / 3)
+    term = ROIBoundedRegression("bounded", weight=0.5, margin=0.05)  # ROI 2: 1.05 > 1.1 false
+    assert term(step).item() == pytest.approx(0.5 * 1.0 / 4)
+

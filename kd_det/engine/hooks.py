@@ -1,15 +1,17 @@
 """Training hooks for DistillRCNN runs."""
+import json
 import logging
 import os
+import time
 
-from detectron2.engine import HookBase
+from detectron2.engine import HookBase, hooks
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 from .export import export_student
 
-__all__ = ["TeacherEvalHook", "ExportStudentHook"]
+__all__ = ["TeacherEvalHook", "ExportStudentHook", "EvalCurveHook"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +61,40 @@ class ExportStudentHook(HookBase):
         if os.path.isfile(path):
             out = export_student(self._cfg, path, self._cfg.OUTPUT_DIR)
             logger.info("Exported the student to %s and %s", out["weights"], out["config"])
+
+
+class EvalCurveHook(hooks.EvalHook):
+    """Detectron2's EvalHook that also appends each evaluation to OUTPUT_DIR/curve.json with
+    its iteration and the training wall-clock so far (evaluation time excluded), for
+    learning curves and time-to-accuracy. A resumed run keeps its earlier points."""
+
+    def __init__(self, eval_period: int, eval_function, output_dir: str):
+        super().__init__(eval_period, eval_function)
+        self._path = os.path.join(output_dir, "curve.json")
+        self._rows, self._seconds, self._t0 = [], 0.0, 0.0
+
+    def before_train(self):
+        if os.path.isfile(self._path):
+            with open(self._path) as f:
+                self._rows = [r for r in json.load(f) if r["iter"] <= self.trainer.iter]
+            self._seconds = self._rows[-1]["seconds"] if self._rows else 0.0
+
+    def before_step(self):
+        self._t0 = time.perf_counter()
+
+    def after_step(self):
+        self._seconds += time.perf_counter() - self._t0
+        super().after_step()
+
+    def _do_eval(self):
+        super()._do_eval()
+        res = getattr(self.trainer, "_last_eval_results", None)
+        if not comm.is_main_process() or not res:
+            return
+        flat = {f"{task}/{k}": float(v) for task, r in res.items() for k, v in r.items()
+                if isinstance(v, (int, float))}
+        self._rows.append({"iter": self.trainer.iter + 1, "seconds": self._seconds, **flat})
+        tmp = self._path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self._rows, f, indent=1)
+        os.replace(tmp, self._path)

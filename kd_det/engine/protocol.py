@@ -35,6 +35,12 @@ def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
 
 
 def _fingerprint(cfg: CfgNode) -> str:
+    """Hash of the config; a plain detector's ignores the KD node, so that adding KD keys
+    does not retrain finished teachers and baselines."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    if cfg.MODEL.META_ARCHITECTURE != "DistillRCNN":
+        del cfg["KD"]
     return hashlib.sha1(cfg.dump().encode()).hexdigest()[:12]
 
 
@@ -55,7 +61,8 @@ def _log_to(output_dir: str) -> None:
 
 def run_stage(cfg: CfgNode, output_dir: str) -> Dict:
     """Train `cfg` into `output_dir` and evaluate it on DATASETS.TEST, unless a finished
-    run of the very same config is already there (re-running reuses finished stages)."""
+    run of the very same config is already there (re-running reuses finished stages); an
+    interrupted run of the same config resumes from its last checkpoint."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.OUTPUT_DIR = output_dir
@@ -70,13 +77,18 @@ def run_stage(cfg: CfgNode, output_dir: str) -> Dict:
             return cached
     os.makedirs(output_dir, exist_ok=True)
     _log_to(output_dir)
+    started = os.path.join(output_dir, "fingerprint.txt")
+    resume = (os.path.isfile(os.path.join(output_dir, "last_checkpoint"))
+              and os.path.isfile(started) and open(started).read() == fp)
     with open(os.path.join(output_dir, "config.yaml"), "w") as f:
         f.write(cfg.dump())
+    with open(started, "w") as f:
+        f.write(fp)
     t0 = time.perf_counter()
     # Same seed -> same initial student in the baseline and the distilled run.
     seed_all_rng(cfg.SEED)
     trainer = KDTrainer(cfg)
-    trainer.resume_or_load(resume=False)
+    trainer.resume_or_load(resume=resume)
     results = trainer.train()
     stage = {
         "fingerprint": fp,

@@ -20,7 +20,7 @@ from detectron2.data import (
     get_detection_dataset_dicts,
 )
 from detectron2.data.samplers import TrainingSampler
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data import check_dataset_registered
 from ..modeling import DistillRCNN
-from .hooks import ExportStudentHook, TeacherEvalHook
+from .hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 
 __all__ = ["KDTrainer", "build_evaluator", "check_datasets", "create_ddp_model"]
 
@@ -130,6 +130,8 @@ class KDTrainer(DefaultTrainer):
 
     def build_hooks(self):
         ret = super().build_hooks()
+        at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+        ret[at] = EvalCurveHook(self.cfg.TEST.EVAL_PERIOD, ret[at]._func, self.cfg.OUTPUT_DIR)
         model = self._unwrapped_model()
         if isinstance(model, DistillRCNN):
             if self.cfg.KD.TEACHER.EVAL_BEFORE_TRAIN and self.cfg.DATASETS.TEST:

@@ -7,7 +7,7 @@ from .classification import (
     fnkd_loss,
     meal_v2_discriminator_loss,
 )
-from .hint import hint_l2_loss
+from .hint import feature_imitation_loss, hint_l2_loss, standardize_channels
 from .mmd import (
     DAN_MULTIPLIERS,
     FEATURE_LOSSES,
@@ -30,6 +30,7 @@ __all__ = [
     "dan_bandwidths",
     "ensemble_soft_cross_entropy",
     "face_kd_loss",
+    "feature_imitation_loss",
     "feature_normalized_logits",
     "fnkd_loss",
     "gaussian_variance_logit",
@@ -40,6 +41,7 @@ __all__ = [
     "normalized_l2_loss",
     "pisr_teacher_loss",
     "soft_cross_entropy",
+    "standardize_channels",
     "teacher_l2_loss",
     "vid_gaussian_loss",
     "vid_laplace_loss",

@@ -1,8 +1,10 @@
-"""Hint (FitNets-style) feature imitation."""
+"""Hint (FitNets-style) feature imitation, plain or PKD-normalised, optionally masked."""
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["hint_l2_loss"]
+__all__ = ["hint_l2_loss", "standardize_channels", "feature_imitation_loss"]
 
 
 def hint_l2_loss(adapted: torch.Tensor, target: torch.Tensor, normalize: str = "mean"):
@@ -10,16 +12,66 @@ def hint_l2_loss(adapted: torch.Tensor, target: torch.Tensor, normalize: str = "
 
     normalize: "mean" (over every element; the default, as FitNets re-implementations
     do, so that gamma does not depend on the map size) or "batch" (summed over each
-    sample's elements, averaged over the batch, as the official FitNets code does).
+    sample's elements, averaged over the batch: the official FitNets code's reduction,
+    which also multiplies by 0.5; fold that factor into the weight).
     """
-    if adapted.shape != target.shape:
-        raise ValueError(
-            f"adapted student feature {tuple(adapted.shape)} and teacher feature "
-            f"{tuple(target.shape)} must have the same shape"
-        )
+    _check_shapes(adapted, target)
     adapted, target = adapted.float(), target.detach().float()
     if normalize == "mean":
         return F.mse_loss(adapted, target)  # one fused kernel: the hint is on every KD step
     if normalize == "batch":
         return (adapted - target).pow(2).flatten(1).sum(1).mean()
     raise ValueError(f"normalize must be 'mean' or 'batch', got {normalize!r}")
+
+
+def standardize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(x - mean) / (std + eps) per channel over (N, H, W), as PKD (Cao et al. 2022)
+    normalises FPN maps so that imitation ignores their scale."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+    return (x - mean) / (std + eps)
+
+
+def feature_imitation_loss(
+    adapted: torch.Tensor,
+    target: torch.Tensor,
+    normalize: str = "none",
+    mask: Optional[torch.Tensor] = None,
+    bg_weight: float = 0.0,
+) -> torch.Tensor:
+    """Squared error between an adapted student map and a teacher map, (N, C, H, W).
+
+    Args:
+        normalize: "none" (mean squared error, Chen et al.'s hint) or "pkd" (both maps
+            standardised per channel, MSE / 2 = 1 - Pearson correlation up to a constant;
+            PKD, NeurIPS 2022, MMRazor pkd_loss).
+        mask: optional (N, 1, H, W) foreground mask in [0, 1] (e.g. ground-truth boxes,
+            FGFI / DeFeat). The loss is then the mean error over foreground positions plus
+            `bg_weight` times the mean error over background positions; an image batch
+            without foreground contributes only its background term.
+    """
+    _check_shapes(adapted, target)
+    a, t = adapted.float(), target.detach().float()
+    scale = 1.0
+    if normalize == "pkd":
+        a, t, scale = standardize_channels(a), standardize_channels(t), 0.5
+    elif normalize != "none":
+        raise ValueError(f"normalize must be 'none' or 'pkd', got {normalize!r}")
+    if mask is None:
+        return scale * F.mse_loss(a, t)
+    err = (a - t).pow(2).sum(1, keepdim=True)  # (N, 1, H, W), summed over channels
+    fg = mask.to(err.dtype)
+    c = a.shape[1]
+    loss = (err * fg).sum() / (fg.sum() * c).clamp(min=1.0)
+    if bg_weight > 0:
+        bg = 1.0 - fg
+        loss = loss + bg_weight * (err * bg).sum() / (bg.sum() * c).clamp(min=1.0)
+    return scale * loss
+
+
+def _check_shapes(adapted, target):
+    if adapted.shape != target.shape:
+        raise ValueError(
+            f"adapted student feature {tuple(adapted.shape)} and teacher feature "
+            f"{tuple(target.shape)} must have the same shape"
+        )

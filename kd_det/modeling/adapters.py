@@ -1,12 +1,12 @@
 """Hint adaptation layers: map student feature maps onto the teacher's channels."""
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from detectron2.layers import ShapeSpec
 from torch import nn
 
-from ..losses import hint_l2_loss
+from ..losses import feature_imitation_loss
 
 __all__ = ["HintAdapters"]
 
@@ -59,10 +59,17 @@ class HintAdapters(nn.Module):
         x = v if torch.is_autocast_enabled(v.device.type) else v.to(conv.weight.dtype)
         return conv(x).to(v.dtype)
 
-    def forward(self, student_feats: Dict[str, torch.Tensor],
-                teacher_feats: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean over pairs of ||adapt(V) - Z||^2 (each pair averaged over its elements)."""
-        total = 0.0
+    def forward(
+        self,
+        student_feats: Dict[str, torch.Tensor],
+        teacher_feats: Dict[str, torch.Tensor],
+        normalize: str = "none",
+        masks: Optional[Dict[str, torch.Tensor]] = None,
+        bg_weight: float = 0.0,
+    ) -> Dict[str, torch.Tensor]:
+        """{"<student>_to_<teacher>": imitation loss of adapt(V) against Z} for every pair
+        (see kd_det.losses.feature_imitation_loss; `masks` is keyed by teacher feature)."""
+        out = {}
         for s, t in self.pairs:
             v, z = student_feats[s], teacher_feats[t]
             key = self._key(s, t)
@@ -76,5 +83,7 @@ class HintAdapters(nn.Module):
                         "stride or set KD.HINT.RESIZE='interpolate'."
                     )
                 v = F.interpolate(v, size=z.shape[-2:], mode="bilinear", align_corners=False)
-            total = total + hint_l2_loss(v, z)
-        return total / len(self.pairs)
+            out[key] = feature_imitation_loss(v, z, normalize,
+                                              masks[t] if masks is not None else None,
+                                              bg_weight)
+        return out

@@ -7,7 +7,8 @@ the student sampled and the ROIs the student sampled, never runs its own proposa
 generation, NMS or post-processing. Inference runs the student alone.
 """
 import logging
-from typing import Dict, List, NamedTuple, Optional
+import math
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 from detectron2.config import configurable
@@ -16,13 +17,15 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.proposal_generator import RPN
 from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
+from torch import nn
 
-from .adapters import HintAdapters
 from .frozen import DistillerBase
-from .kd_terms import roi_kd_losses, rpn_kd_losses
+from .kd_terms import KDStep, KDTerm, build_kd_terms, inherit_from_teacher
 from .teacher import build_teacher, build_teacher_cfg, rpn_alignment_problem
 
-__all__ = ["DistillRCNN", "TeacherOutputs"]
+__all__ = ["DistillRCNN", "TeacherOutputs", "StudentRPN", "StudentROI"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class TeacherOutputs(NamedTuple):
     box_deltas: Optional[torch.Tensor]
 
 
-class _StudentRPN(NamedTuple):
+class StudentRPN(NamedTuple):
     anchors: List[Boxes]
     gt_labels: List[torch.Tensor]
     gt_boxes: List[torch.Tensor]
@@ -57,7 +60,7 @@ class _StudentRPN(NamedTuple):
     proposals: List[Instances]
 
 
-class _StudentROI(NamedTuple):
+class StudentROI(NamedTuple):
     proposals: List[Instances]  # sampled, with gt_classes / gt_boxes
     scores: torch.Tensor
     deltas: torch.Tensor
@@ -65,10 +68,10 @@ class _StudentROI(NamedTuple):
 
 @META_ARCH_REGISTRY.register()
 class DistillRCNN(DistillerBase):
-    """Student GeneralizedRCNN + frozen teacher + hint adapters.
+    """Student GeneralizedRCNN + frozen teacher + the active KD terms (kd_terms registry).
 
-    ``state_dict()`` holds ``student.*`` and ``adapters.*`` only; the teacher is reloaded
-    from KD.TEACHER.WEIGHTS whenever the model is built.
+    ``state_dict()`` holds ``student.*`` and the terms' modules (``adapters.*``) only; the
+    teacher is reloaded from KD.TEACHER.WEIGHTS whenever the model is built.
     """
 
     @configurable
@@ -77,18 +80,31 @@ class DistillRCNN(DistillerBase):
         *,
         student: GeneralizedRCNN,
         teacher: GeneralizedRCNN,
-        hint_adapters: Optional[HintAdapters],
-        hint_weight: float,
-        rpn_kd,
-        roi_kd,
+        kd_terms: Sequence[KDTerm],
+        term_modules: Optional[Dict[str, nn.Module]] = None,
+        warmup_iters: int = 0,
+        diagnostics_period: int = 0,
     ):
+        """
+        Args:
+            kd_terms: the active distillation terms (see kd_terms.build_kd_terms).
+            term_modules: {term.module_name: module} for terms with parameters.
+            warmup_iters: the KD terms' weights rise linearly from 0 over these iterations.
+            diagnostics_period: every this many iterations, log each loss's gradient norm
+                on the student and the terms' diagnostics (0: never).
+        """
         super().__init__()
         self.student = student
         self.add_teacher("teacher", teacher)
-        self.adapters = hint_adapters
-        self.hint_weight = hint_weight
-        self.rpn_kd = rpn_kd
-        self.roi_kd = roi_kd
+        self.kd_terms = list(kd_terms)
+        for name, module in (term_modules or {}).items():
+            self.add_module(name, module)
+        self.warmup_iters = warmup_iters
+        self.diagnostics_period = diagnostics_period
+        self._hard_scales = {}
+        for term in self.kd_terms:
+            self._hard_scales.update(term.hard_loss_scales())
+        self._teacher_needs = {n for term in self.kd_terms for n in term.needs}
         for name, m in (("student", student), ("teacher", teacher)):
             if not isinstance(m.proposal_generator, RPN):
                 raise ValueError(f"DistillRCNN needs an RPN in the {name} "
@@ -120,10 +136,14 @@ class DistillRCNN(DistillerBase):
         s_cfg.MODEL.META_ARCHITECTURE = cfg.KD.STUDENT_META_ARCHITECTURE
         student = META_ARCH_REGISTRY.get(cfg.KD.STUDENT_META_ARCHITECTURE)(s_cfg)
         teacher = build_teacher(build_teacher_cfg(cfg))
+        if cfg.KD.STUDENT.INIT_FROM_TEACHER:
+            copied = inherit_from_teacher(student, teacher)
+            logger.info("KD.STUDENT.INIT_FROM_TEACHER: copied %d student modules from the "
+                        "teacher: %s", len(copied), ", ".join(copied) or "none")
 
         s_shapes, t_shapes = student.backbone.output_shape(), teacher.backbone.output_shape()
-        rpn_kd = cfg.KD.RPN.clone() if cfg.KD.RPN.ENABLED else None
-        if rpn_kd is not None:
+        terms = build_kd_terms(cfg)
+        if any("rpn" in t.needs for t in terms):
             problem = rpn_alignment_problem(
                 student.proposal_generator, teacher.proposal_generator, s_shapes, t_shapes)
             if problem and cfg.KD.RPN.ON_MISMATCH == "error":
@@ -133,19 +153,19 @@ class DistillRCNN(DistillerBase):
                     "KD.RPN.ON_MISMATCH='disable' (or KD.RPN.ENABLED False).")
             if problem:
                 logger.warning("RPN distillation disabled: %s", problem)
-                rpn_kd = None
-        hint = None
-        if cfg.KD.HINT.ENABLED and cfg.KD.HINT.WEIGHT > 0:
-            hint = HintAdapters(
-                list(zip(cfg.KD.HINT.STUDENT_FEATURES, cfg.KD.HINT.TEACHER_FEATURES)),
-                s_shapes, t_shapes, cfg.KD.HINT.ADAPTER, cfg.KD.HINT.RESIZE)
+                terms = [t for t in terms if "rpn" not in t.needs]
+        modules = {}
+        for t in terms:
+            module = t.build_module(s_shapes, t_shapes)
+            if module is not None:
+                modules[t.module_name] = module
         return {
             "student": student,
             "teacher": teacher,
-            "hint_adapters": hint,
-            "hint_weight": cfg.KD.HINT.WEIGHT,
-            "rpn_kd": rpn_kd,
-            "roi_kd": cfg.KD.ROI.clone() if cfg.KD.ROI.ENABLED else None,
+            "kd_terms": terms,
+            "term_modules": modules,
+            "warmup_iters": cfg.KD.WARMUP_ITERS,
+            "diagnostics_period": cfg.KD.DIAGNOSTICS_PERIOD,
         }
 
     @staticmethod
@@ -178,7 +198,12 @@ class DistillRCNN(DistillerBase):
         losses.update(roi_losses)
         teacher = self.teacher_outputs(batched_inputs, images,
                                        [p.proposal_boxes for p in roi.proposals])
-        losses.update(self.kd_losses(features, rpn, roi, teacher))
+        step = KDStep(s, self.teacher, tuple(images.tensor.shape[-2:]), gt_instances,
+                      features, rpn, roi, teacher)
+        kd = self.kd_losses(step)
+        if self.diagnostics_period:
+            self._log_diagnostics(step, losses, kd)
+        losses.update(kd)
         return losses
 
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
@@ -212,11 +237,9 @@ class DistillRCNN(DistillerBase):
         anchors = rpn.anchor_generator(feats)
         logits, deltas = _flatten_rpn_outputs(*rpn.rpn_head(feats), rpn.anchor_generator.box_dim)
         gt_labels, gt_boxes = rpn.label_and_sample_anchors(anchors, gt_instances)
-        losses = rpn.losses(anchors, logits, gt_labels, deltas, gt_boxes)
-        if self.rpn_kd is not None:
-            losses["loss_rpn_cls"] = losses["loss_rpn_cls"] * self.rpn_kd.MU
+        losses = self._scale_hard(rpn.losses(anchors, logits, gt_labels, deltas, gt_boxes))
         proposals = rpn.predict_proposals(anchors, logits, deltas, images.image_sizes)
-        return _StudentRPN(anchors, gt_labels, gt_boxes, logits, deltas, proposals), losses
+        return StudentRPN(anchors, gt_labels, gt_boxes, logits, deltas, proposals), losses
 
     def _student_roi(self, features, proposals, gt_instances):
         """The student's box branch on its sampled ROIs (as StandardROIHeads does)."""
@@ -225,56 +248,68 @@ class DistillRCNN(DistillerBase):
         box_features = roi.box_head(roi.box_pooler([features[f] for f in roi.box_in_features],
                                                    [p.proposal_boxes for p in proposals]))
         scores, deltas = roi.box_predictor(box_features)
-        losses = roi.box_predictor.losses((scores, deltas), proposals)
-        if self.roi_kd is not None:
-            losses["loss_cls"] = losses["loss_cls"] * self.roi_kd.MU
+        losses = self._scale_hard(roi.box_predictor.losses((scores, deltas), proposals))
         losses.update(roi._forward_mask(features, proposals))
         losses.update(roi._forward_keypoint(features, proposals))
-        return _StudentROI(proposals, scores, deltas), losses
+        return StudentROI(proposals, scores, deltas), losses
+
+    def _scale_hard(self, losses):
+        """Chen's L_cls = mu * L_hard + ...: the soft-label terms scale the hard losses."""
+        return {k: v * self._hard_scales[k] if k in self._hard_scales else v
+                for k, v in losses.items()}
 
     @torch.no_grad()
     def teacher_outputs(self, batched_inputs, images: ImageList, boxes) -> TeacherOutputs:
         """All the teacher work KD needs and nothing more: its backbone, its RPN head on
         the feature maps of the student's (aligned) anchors, its box head on the student's
-        sampled ROIs `boxes`. No autograd state is recorded; no_grad rather than
-        inference_mode because the losses may save these targets for backward, which
-        inference tensors forbid."""
+        sampled ROIs `boxes`, each only when an active term reads it. No autograd state is
+        recorded; no_grad rather than inference_mode because the losses may save these
+        targets for backward, which inference tensors forbid."""
         t = self.teacher
         feats = t.backbone(self._teacher_images(batched_inputs, images))
         rpn_out = box_out = (None, None)
-        if self.rpn_kd is not None:
+        if "rpn" in self._teacher_needs:
             t_rpn = t.proposal_generator
             rpn_out = _flatten_rpn_outputs(*t_rpn.rpn_head([feats[f] for f in t_rpn.in_features]),
                                            t_rpn.anchor_generator.box_dim)
-        if self.roi_kd is not None:
+        if "roi" in self._teacher_needs:
             t_roi = t.roi_heads
             box_out = t_roi.box_predictor(t_roi.box_head(t_roi.box_pooler(
                 [feats[f] for f in t_roi.box_in_features], boxes)))
         return TeacherOutputs(feats, *rpn_out, *box_out)
 
-    def kd_losses(self, features, rpn: _StudentRPN, roi: _StudentROI,
-                  teacher: TeacherOutputs) -> Dict[str, torch.Tensor]:
-        """The distillation terms; masks and shapes only, no host-device synchronisation."""
-        losses = {}
-        if self.rpn_kd is not None:
-            for a, b in zip(rpn.logits, teacher.rpn_logits):
-                if a.shape != b.shape:
-                    raise RuntimeError(
-                        f"KD.RPN: teacher RPN outputs {tuple(b.shape)} do not match the "
-                        f"student's {tuple(a.shape)} on the same anchors; the backbones pad or "
-                        "stride differently. Set KD.RPN.ENABLED False or align the backbones.")
-            s_rpn = self.student.proposal_generator
-            losses.update(rpn_kd_losses(
-                self.rpn_kd, rpn.anchors, rpn.gt_labels, rpn.gt_boxes, rpn.logits, rpn.deltas,
-                teacher.rpn_logits, teacher.rpn_deltas, s_rpn.box2box_transform,
-                normalizer=s_rpn.batch_size_per_image * len(rpn.gt_labels)))
-        if self.roi_kd is not None:
-            s_pred = self.student.roi_heads.box_predictor
-            losses.update(roi_kd_losses(
-                self.roi_kd, roi.proposals, roi.scores, roi.deltas, teacher.box_scores,
-                teacher.box_deltas, s_pred.box2box_transform,
-                self.teacher.roi_heads.box_predictor.box2box_transform,
-                self.student.roi_heads.num_classes))
-        if self.adapters is not None:
-            losses["loss_hint"] = self.hint_weight * self.adapters(features, teacher.features)
-        return losses
+    def _term_module(self, term: KDTerm):
+        return getattr(self, term.module_name) if term.module_name else None
+
+    def kd_losses(self, step: KDStep) -> Dict[str, torch.Tensor]:
+        """{term.loss_name: loss} of the active terms, scaled by the KD warm-up."""
+        scale = 1.0
+        if self.warmup_iters:
+            scale = min(1.0, (get_event_storage().iter + 1) / self.warmup_iters)
+        return {t.loss_name: scale * t(step, self._term_module(t)) for t in self.kd_terms}
+
+    def _log_diagnostics(self, step: KDStep, task: Dict, kd: Dict) -> None:
+        """Every `diagnostics_period` iterations: each loss's gradient norm on the student's
+        trainable parameters, each KD term's norm relative to the task losses' total, and
+        the terms' own diagnostics, under kd_diag/ in the event storage. Host syncs happen
+        on these iterations only; with several processes it is skipped (DDP hooks)."""
+        storage = get_event_storage()
+        if storage.iter % self.diagnostics_period or comm.get_world_size() > 1:
+            return
+        params = [p for p in self.student.parameters() if p.requires_grad]
+
+        def grad_norm(loss):
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+
+        out = {f"grad_norm/{k}": grad_norm(v) for k, v in {**task, **kd}.items()}
+        task_norm = grad_norm(sum(task.values()))
+        out["grad_norm/task_total"] = task_norm
+        for k in kd:
+            out[f"grad_ratio/{k}"] = out[f"grad_norm/{k}"] / max(task_norm, 1e-12)
+        with torch.no_grad():
+            for term in self.kd_terms:
+                for k, v in term.diagnostics(step, self._term_module(term)).items():
+                    out[k] = float(v)
+        storage.put_scalars(**{f"kd_diag/{k}": v for k, v in out.items()},
+                            smoothing_hint=False)

@@ -1,15 +1,25 @@
-"""The RPN and ROI distillation terms of Chen et al., on Detectron2's tensors.
+"""Detection distillation terms, in one registry.
 
-Both work on what the student has already labelled and sampled (anchors, ROIs), and use
-masks instead of boolean indexing and never read a value back, so that they add no
-host-device synchronisation.
+A term is a frozen dataclass registered in ``KD_TERM_REGISTRY``: its fields are its typed
+settings, ``from_config(cfg)`` builds it from its KD.* keys (or returns None when the
+term is off), and calling it on a :class:`KDStep` gives its loss. :func:`build_kd_terms`
+is the one place that decides which terms are active; ``DistillRCNN.forward`` never
+changes when a term is added. Chen et al.'s five terms are the first entries.
+
+Every term works on what the student has already labelled and sampled (anchors, ROIs),
+uses masks instead of boolean indexing and reads no value back, so that a training step
+has no host-device synchronisation.
 """
-from typing import Dict, List
+import dataclasses
+import itertools
+from typing import ClassVar, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from detectron2.layers import cat
 from detectron2.modeling.box_regression import Box2BoxTransform
-from detectron2.structures import Boxes
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.registry import Registry
+from torch import nn
 
 from ..losses import (
     binary_soft_cross_entropy,
@@ -18,8 +28,80 @@ from ..losses import (
     soft_cross_entropy,
     teacher_l2_loss,
 )
+from .adapters import HintAdapters
 
-__all__ = ["rpn_kd_losses", "roi_kd_losses", "select_class_deltas", "encode_deltas"]
+__all__ = [
+    "KD_TERM_REGISTRY",
+    "KDStep",
+    "KDTerm",
+    "build_kd_terms",
+    "encode_deltas",
+    "select_class_deltas",
+    "gt_box_masks",
+    "inherit_from_teacher",
+    "RPNSoftLabel",
+    "RPNBoundedRegression",
+    "ROISoftLabel",
+    "ROIBoundedRegression",
+    "Hint",
+]
+
+KD_TERM_REGISTRY = Registry("KD_TERM")
+KD_TERM_REGISTRY.__doc__ = """Detection KD terms (frozen dataclasses with from_config and
+__call__(step, module)); every registered term whose from_config returns a term is on."""
+
+
+class KDStep(NamedTuple):
+    """What one DistillRCNN training step gives the terms."""
+
+    student: nn.Module           # the student GeneralizedRCNN
+    teacher: nn.Module           # the frozen teacher GeneralizedRCNN
+    image_size: Tuple[int, int]  # padded batch (H, W)
+    gt_instances: List[Instances]
+    features: Dict[str, torch.Tensor]  # student backbone outputs
+    rpn: "object"                # distill_rcnn.StudentRPN: anchors, labels, logits, deltas
+    roi: "object"                # distill_rcnn.StudentROI: sampled proposals, scores, deltas
+    t: "object"                  # distill_rcnn.TeacherOutputs
+
+
+class KDTerm:
+    """Interface of a registered term (the dataclass fields are its settings)."""
+
+    loss_name: ClassVar[str]
+    # Teacher heads the term reads: "rpn" (RPN head on the student's anchors) and/or
+    # "roi" (box head on the student's sampled ROIs); the backbone always runs.
+    needs: ClassVar[Tuple[str, ...]] = ()
+    # Attribute name under which DistillRCNN holds the term's module (its state_dict
+    # prefix), when build_module gives one.
+    module_name: ClassVar[Optional[str]] = None
+
+    @classmethod
+    def from_config(cls, cfg) -> Optional["KDTerm"]:
+        raise NotImplementedError
+
+    def hard_loss_scales(self) -> Dict[str, float]:
+        """{student task loss name: factor} this term applies (Chen's mu)."""
+        return {}
+
+    def build_module(self, student_shapes, teacher_shapes) -> Optional[nn.Module]:
+        """Trainable parameters the term owns (e.g. hint adapters), or None."""
+        return None
+
+    def __call__(self, step: KDStep, module: Optional[nn.Module]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def diagnostics(self, step: KDStep, module: Optional[nn.Module]) -> Dict[str, torch.Tensor]:
+        """Extra scalars logged every KD.DIAGNOSTICS_PERIOD iterations."""
+        return {}
+
+
+def build_kd_terms(cfg) -> List[KDTerm]:
+    """The active terms under `cfg`, in registration order."""
+    terms = (term_cls.from_config(cfg) for _, term_cls in KD_TERM_REGISTRY)
+    return [t for t in terms if t is not None]
+
+
+# ---- helpers --------------------------------------------------------------------------
 
 
 def encode_deltas(box2box: Box2BoxTransform, src: torch.Tensor, dst: torch.Tensor):
@@ -38,51 +120,6 @@ def encode_deltas(box2box: Box2BoxTransform, src: torch.Tensor, dst: torch.Tenso
                         ww * torch.log(tw / sw), wh * torch.log(th / sh)), dim=-1)
 
 
-def _reg_term(mode: str, r_s, r_t, y, margin: float):
-    """Per-box regression-distillation loss (no reduction)."""
-    if mode == "bounded":
-        return bounded_l2_loss(r_s, r_t, y, margin=margin, reduction="none")
-    return teacher_l2_loss(r_s, r_t, reduction="none")
-
-
-def rpn_kd_losses(
-    cfg_node,
-    anchors: List[Boxes],
-    gt_labels: List[torch.Tensor],
-    gt_boxes: List[torch.Tensor],
-    s_logits: List[torch.Tensor],
-    s_deltas: List[torch.Tensor],
-    t_logits: List[torch.Tensor],
-    t_deltas: List[torch.Tensor],
-    box2box: Box2BoxTransform,
-    normalizer: float,
-) -> Dict[str, torch.Tensor]:
-    """loss_rpn_kd_cls over sampled anchors, loss_rpn_kd_reg over positive anchors.
-
-    Normalised like Detectron2's RPN losses (by batch_size_per_image * num_images).
-    """
-    labels = torch.stack(gt_labels)  # (N, R): 1 fg, 0 bg, -1 ignored
-    losses = {}
-    if cfg_node.MU < 1:
-        per_anchor = binary_soft_cross_entropy(
-            cat(s_logits, dim=1), cat(t_logits, dim=1), cfg_node.TEMPERATURE,
-            bg_weight=cfg_node.BG_WEIGHT, reduction="none")
-        valid = (labels >= 0).to(per_anchor.dtype)
-        losses["loss_rpn_kd_cls"] = (1 - cfg_node.MU) * (per_anchor * valid).sum() / normalizer
-    if cfg_node.REG_MODE != "none" and cfg_node.REG_WEIGHT > 0:
-        pos = labels == 1
-        y = encode_deltas(box2box, Boxes.cat(anchors).tensor, torch.stack(gt_boxes))  # (N, R, 4)
-        # An image without ground truth has zero-size matched boxes, hence infinite targets
-        # on anchors that are never positive: zero them so that inf * 0 makes no NaN.
-        y = torch.where(pos.unsqueeze(-1), y, 0.0)
-        r_s, r_t = cat(s_deltas, dim=1), cat(t_deltas, dim=1)
-        per_box = _reg_term(cfg_node.REG_MODE, r_s.flatten(0, 1), r_t.flatten(0, 1),
-                            y.flatten(0, 1), cfg_node.MARGIN)
-        pos = pos.flatten().to(per_box.dtype)
-        losses["loss_rpn_kd_reg"] = cfg_node.REG_WEIGHT * (per_box * pos).sum() / normalizer
-    return losses
-
-
 def select_class_deltas(deltas: torch.Tensor, classes: torch.Tensor, box_dim: int = 4):
     """(R, K*B) or (R, B) deltas -> (R, B) deltas of each ROI's class (clamped to K-1 for
     background ROIs, whose rows must be masked out by the caller)."""
@@ -93,42 +130,289 @@ def select_class_deltas(deltas: torch.Tensor, classes: torch.Tensor, box_dim: in
     return deltas.view(-1, k, box_dim).gather(1, idx).squeeze(1)
 
 
-def roi_kd_losses(
-    cfg_node,
-    proposals,
-    s_scores: torch.Tensor,
-    s_deltas: torch.Tensor,
-    t_scores: torch.Tensor,
-    t_deltas: torch.Tensor,
-    s_box2box: Box2BoxTransform,
-    t_box2box: Box2BoxTransform,
-    num_classes: int,
-) -> Dict[str, torch.Tensor]:
-    """loss_roi_kd_cls over all sampled ROIs, loss_roi_kd_reg over foreground ROIs.
+def gt_box_masks(gt_instances: List[Instances], image_size: Tuple[int, int],
+                 map_size: Tuple[int, int], device=None) -> torch.Tensor:
+    """(N, 1, h, w) mask: 1 where the centre of a feature-map cell lies inside a
+    ground-truth box of its image (the map covers the padded batch `image_size`)."""
+    (H, W), (h, w) = image_size, map_size
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * (H / h)
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * (W / w)
+    masks = []
+    for inst in gt_instances:
+        b = inst.gt_boxes.tensor.to(device=device, dtype=torch.float32)  # (G, 4)
+        inside_x = (xs[None] >= b[:, :1]) & (xs[None] < b[:, 2:3])      # (G, w)
+        inside_y = (ys[None] >= b[:, 1:2]) & (ys[None] < b[:, 3:4])     # (G, h)
+        m = (inside_y[:, :, None] & inside_x[:, None, :]).any(0)        # (h, w)
+        masks.append(m)
+    return torch.stack(masks)[:, None].float()
 
-    Background is the LAST of the K+1 columns (Detectron2). Regression uses the deltas of
-    the ground-truth class and Detectron2's normaliser (number of sampled ROIs).
-    """
-    losses = {}
-    if cfg_node.MU < 1:
-        w = class_weights(num_classes + 1, bg_index=num_classes, bg_weight=cfg_node.BG_WEIGHT,
-                          device=s_scores.device)
-        losses["loss_roi_kd_cls"] = (1 - cfg_node.MU) * soft_cross_entropy(
-            s_scores, t_scores, cfg_node.TEMPERATURE, weight=w)
-    if cfg_node.REG_MODE != "none" and cfg_node.REG_WEIGHT > 0:
+
+def _per_box_reg(mode: str, r_s, r_t, y, margin: float):
+    if mode == "bounded":
+        return bounded_l2_loss(r_s, r_t, y, margin=margin, reduction="none")
+    return teacher_l2_loss(r_s, r_t, reduction="none")
+
+
+def _bound_active(r_s, r_t, y, margin):
+    """1 where the teacher bound lets the student's L2 term act (Chen et al. eq. 4)."""
+    err_s = (r_s.float() - y.float()).pow(2).sum(-1)
+    err_t = (r_t.float() - y.float()).pow(2).sum(-1)
+    return (err_s + margin > err_t).float()
+
+
+def _check_rpn_shapes(step: KDStep):
+    for a, b in zip(step.rpn.logits, step.t.rpn_logits):
+        if a.shape != b.shape:
+            raise RuntimeError(
+                f"KD.RPN: teacher RPN outputs {tuple(b.shape)} do not match the "
+                f"student's {tuple(a.shape)} on the same anchors; the backbones pad or "
+                "stride differently. Set KD.RPN.ENABLED False or align the backbones.")
+
+
+def _rpn_normalizer(step: KDStep) -> float:
+    """Detectron2's RPN loss normaliser: batch_size_per_image * num_images."""
+    return step.student.proposal_generator.batch_size_per_image * len(step.rpn.gt_labels)
+
+
+# ---- Chen et al. (NeurIPS 2017) ------------------------------------------------------
+
+
+@KD_TERM_REGISTRY.register()
+@dataclasses.dataclass(frozen=True)
+class RPNSoftLabel(KDTerm):
+    """loss_rpn_kd_cls: (1 - mu) * class-weighted soft CE of the objectness over the
+    sampled anchors (KD.RPN.MU / TEMPERATURE / BG_WEIGHT)."""
+
+    mu: float
+    temperature: float = 1.0
+    bg_weight: float = 1.5
+    loss_name: ClassVar[str] = "loss_rpn_kd_cls"
+    needs: ClassVar[Tuple[str, ...]] = ("rpn",)
+
+    @classmethod
+    def from_config(cls, cfg):
+        n = cfg.KD.RPN
+        return cls(n.MU, n.TEMPERATURE, n.BG_WEIGHT) if n.ENABLED and n.MU < 1 else None
+
+    def hard_loss_scales(self):
+        return {"loss_rpn_cls": self.mu}
+
+    def __call__(self, step, module=None):
+        _check_rpn_shapes(step)
+        labels = torch.stack(step.rpn.gt_labels)  # (N, R): 1 fg, 0 bg, -1 ignored
+        per_anchor = binary_soft_cross_entropy(
+            cat(step.rpn.logits, dim=1), cat(step.t.rpn_logits, dim=1), self.temperature,
+            bg_weight=self.bg_weight, reduction="none")
+        valid = (labels >= 0).to(per_anchor.dtype)
+        return (1 - self.mu) * (per_anchor * valid).sum() / _rpn_normalizer(step)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BoundedRegression(KDTerm):
+    """Shared settings of the two regression terms: mode "bounded" (teacher-bounded L2
+    to the ground truth) or "l2" (L2 to the teacher), weight nu and margin m."""
+
+    mode: str
+    weight: float
+    margin: float = 0.0
+
+    @classmethod
+    def _from_node(cls, n):
+        if n.ENABLED and n.REG_MODE != "none" and n.REG_WEIGHT > 0:
+            return cls(n.REG_MODE, n.REG_WEIGHT, n.MARGIN)
+        return None
+
+
+@KD_TERM_REGISTRY.register()
+@dataclasses.dataclass(frozen=True)
+class RPNBoundedRegression(_BoundedRegression):
+    """loss_rpn_kd_reg: nu * L_b over the positive anchors, normalised like Detectron2's
+    RPN losses."""
+
+    loss_name: ClassVar[str] = "loss_rpn_kd_reg"
+    needs: ClassVar[Tuple[str, ...]] = ("rpn",)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls._from_node(cfg.KD.RPN)
+
+    def _inputs(self, step):
+        _check_rpn_shapes(step)
+        pos = torch.stack(step.rpn.gt_labels) == 1
+        box2box = step.student.proposal_generator.box2box_transform
+        y = encode_deltas(box2box, Boxes.cat(step.rpn.anchors).tensor,
+                          torch.stack(step.rpn.gt_boxes))  # (N, R, 4)
+        # An image without ground truth has zero-size matched boxes, hence infinite targets
+        # on anchors that are never positive: zero them so that inf * 0 makes no NaN.
+        y = torch.where(pos.unsqueeze(-1), y, 0.0)
+        r_s, r_t = cat(step.rpn.deltas, dim=1), cat(step.t.rpn_deltas, dim=1)
+        return r_s.flatten(0, 1), r_t.flatten(0, 1), y.flatten(0, 1), pos.flatten()
+
+    def __call__(self, step, module=None):
+        r_s, r_t, y, pos = self._inputs(step)
+        per_box = _per_box_reg(self.mode, r_s, r_t, y, self.margin)
+        return self.weight * (per_box * pos.to(per_box.dtype)).sum() / _rpn_normalizer(step)
+
+    def diagnostics(self, step, module=None):
+        r_s, r_t, y, pos = self._inputs(step)
+        pos = pos.float()
+        active = _bound_active(r_s, r_t, y, self.margin)
+        return {"rpn_bound_active_frac": (active * pos).sum() / pos.sum().clamp(min=1)}
+
+
+@KD_TERM_REGISTRY.register()
+@dataclasses.dataclass(frozen=True)
+class ROISoftLabel(KDTerm):
+    """loss_roi_kd_cls: (1 - mu) * class-weighted soft CE over all sampled ROIs
+    (background is the LAST of the K+1 columns, as in Detectron2)."""
+
+    mu: float
+    temperature: float = 1.0
+    bg_weight: float = 1.5
+    loss_name: ClassVar[str] = "loss_roi_kd_cls"
+    needs: ClassVar[Tuple[str, ...]] = ("roi",)
+
+    @classmethod
+    def from_config(cls, cfg):
+        n = cfg.KD.ROI
+        return cls(n.MU, n.TEMPERATURE, n.BG_WEIGHT) if n.ENABLED and n.MU < 1 else None
+
+    def hard_loss_scales(self):
+        return {"loss_cls": self.mu}
+
+    def __call__(self, step, module=None):
+        k = step.student.roi_heads.num_classes
+        w = class_weights(k + 1, bg_index=k, bg_weight=self.bg_weight,
+                          device=step.roi.scores.device)
+        return (1 - self.mu) * soft_cross_entropy(step.roi.scores, step.t.box_scores,
+                                                  self.temperature, weight=w)
+
+
+@KD_TERM_REGISTRY.register()
+@dataclasses.dataclass(frozen=True)
+class ROIBoundedRegression(_BoundedRegression):
+    """loss_roi_kd_reg: nu * L_b over foreground ROIs, with the deltas of the ground-truth
+    class and Detectron2's normaliser (the number of sampled ROIs)."""
+
+    loss_name: ClassVar[str] = "loss_roi_kd_reg"
+    needs: ClassVar[Tuple[str, ...]] = ("roi",)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls._from_node(cfg.KD.ROI)
+
+    def _inputs(self, step):
+        proposals = step.roi.proposals
+        k = step.student.roi_heads.num_classes
+        s_b2b = step.student.roi_heads.box_predictor.box2box_transform
+        t_b2b = step.teacher.roi_heads.box_predictor.box2box_transform
         gt_classes = cat([p.gt_classes for p in proposals], dim=0)
         boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
         gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor
                         for p in proposals], dim=0)
-        r_s = select_class_deltas(s_deltas, gt_classes)
-        r_t = select_class_deltas(t_deltas, gt_classes)
-        if tuple(s_box2box.weights) != tuple(t_box2box.weights):
+        r_s = select_class_deltas(step.roi.deltas, gt_classes)
+        r_t = select_class_deltas(step.t.box_deltas, gt_classes)
+        if tuple(s_b2b.weights) != tuple(t_b2b.weights):
             # Re-express the teacher's boxes in the student's delta coding.
-            r_t = encode_deltas(s_box2box, boxes, t_box2box.apply_deltas(r_t, boxes))
-        y = encode_deltas(s_box2box, boxes, gt_boxes)
-        per_box = _reg_term(cfg_node.REG_MODE, r_s, r_t, y, cfg_node.MARGIN)
-        fg = ((gt_classes >= 0) & (gt_classes < num_classes)).to(per_box.dtype)
-        losses["loss_roi_kd_reg"] = (
-            cfg_node.REG_WEIGHT * (per_box * fg).sum() / max(gt_classes.numel(), 1)
-        )
-    return losses
+            r_t = encode_deltas(s_b2b, boxes, t_b2b.apply_deltas(r_t, boxes))
+        y = encode_deltas(s_b2b, boxes, gt_boxes)
+        fg = (gt_classes >= 0) & (gt_classes < k)
+        return r_s, r_t, y, fg
+
+    def __call__(self, step, module=None):
+        r_s, r_t, y, fg = self._inputs(step)
+        per_box = _per_box_reg(self.mode, r_s, r_t, y, self.margin)
+        return self.weight * (per_box * fg.to(per_box.dtype)).sum() / max(fg.numel(), 1)
+
+    def diagnostics(self, step, module=None):
+        r_s, r_t, y, fg = self._inputs(step)
+        fg = fg.float()
+        active = _bound_active(r_s, r_t, y, self.margin)
+        return {"roi_bound_active_frac": (active * fg).sum() / fg.sum().clamp(min=1),
+                "roi_fg_frac": fg.mean()}
+
+
+@KD_TERM_REGISTRY.register()
+@dataclasses.dataclass(frozen=True)
+class Hint(KDTerm):
+    """loss_hint: gamma * mean over feature pairs of the imitation loss of the adapted
+    student map against the teacher's (KD.HINT.*).
+
+    loss "mse" is Chen et al.'s hint; "pkd" standardises both maps per channel first
+    (PKD, Cao et al. NeurIPS 2022). mask "gt" restricts it to cells inside ground-truth
+    boxes (FGFI, Wang et al. CVPR 2019), plus MASK_BG_WEIGHT times the background mean
+    (DeFeat, Guo et al. CVPR 2021)."""
+
+    weight: float
+    pairs: Tuple[Tuple[str, str], ...]
+    adapter: str = "conv1x1"
+    resize: str = "interpolate"
+    loss: str = "mse"
+    mask: str = "none"
+    mask_bg_weight: float = 0.0
+    loss_name: ClassVar[str] = "loss_hint"
+    module_name: ClassVar[Optional[str]] = "adapters"
+
+    @classmethod
+    def from_config(cls, cfg):
+        h = cfg.KD.HINT
+        if not (h.ENABLED and h.WEIGHT > 0):
+            return None
+        return cls(h.WEIGHT, tuple(zip(h.STUDENT_FEATURES, h.TEACHER_FEATURES)), h.ADAPTER,
+                   h.RESIZE, h.LOSS, h.MASK, h.MASK_BG_WEIGHT)
+
+    def build_module(self, student_shapes, teacher_shapes):
+        return HintAdapters(list(self.pairs), student_shapes, teacher_shapes, self.adapter,
+                            self.resize)
+
+    def _per_pair(self, step, module):
+        masks = None
+        if self.mask == "gt":
+            device = step.roi.scores.device
+            masks = {t: gt_box_masks(step.gt_instances, step.image_size,
+                                     tuple(step.t.features[t].shape[-2:]), device)
+                     for _, t in self.pairs}
+        norm = "pkd" if self.loss == "pkd" else "none"
+        return module(step.features, step.t.features, norm, masks, self.mask_bg_weight)
+
+    def __call__(self, step, module):
+        per_pair = self._per_pair(step, module)
+        return self.weight * sum(per_pair.values()) / len(per_pair)
+
+    def diagnostics(self, step, module):
+        return {f"hint/{k}": v for k, v in self._per_pair(step, module).items()}
+
+
+# ---- weight inheritance (FGD, Yang et al. CVPR 2022) ------------------------------------
+
+
+def _own_tensors(m: nn.Module) -> Dict[str, torch.Tensor]:
+    """A module's own parameters and persistent buffers (what its state_dict holds)."""
+    bufs = ((k, v) for k, v in m._buffers.items()
+            if v is not None and k not in m._non_persistent_buffers_set)
+    params = ((k, v) for k, v in m._parameters.items() if v is not None)
+    return dict(itertools.chain(params, bufs))
+
+
+@torch.no_grad()
+def inherit_from_teacher(student: nn.Module, teacher: nn.Module) -> List[str]:
+    """Copy into every student module whose own tensors have the names and shapes of the
+    teacher's module of the same name; returns the names of the modules copied.
+
+    FGD's "inheriting strategy" (yzd-v/FGD, init_student): a student that shares the
+    teacher's backbone, neck or head starts from the teacher's trained weights there.
+    Non-persistent buffers (anchors, pixel mean/std) are never copied.
+    """
+    teacher_modules = dict(teacher.named_modules())
+    copied = []
+    for name, m in student.named_modules():
+        own = _own_tensors(m)
+        t = teacher_modules.get(name)
+        if not own or t is None:
+            continue
+        t_own = _own_tensors(t)
+        if set(own) == set(t_own) and all(own[k].shape == t_own[k].shape for k in own):
+            for k, v in own.items():
+                v.copy_(t_own[k])
+            copied.append(name)
+    return copied
