@@ -1,0 +1,228 @@
+"""The KD-term registry and the options beyond Chen et al.: each term's value against a
+hand computation, gradients to the student only, absent when off, weight inheritance,
+diagnostics, warm-up, and DistillRCNN's task losses pinned to Detectron2's own."""
+import numpy as np
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from kd_det.config import active_kd_terms
+from kd_det.losses import feature_imitation_loss, standardize_channels
+from kd_det.modeling.kd_terms import (
+    KD_TERM_REGISTRY,
+    Hint,
+    build_kd_terms,
+    gt_box_masks,
+    inherit_from_teacher,
+)
+
+from .detection_utils import fixed_batch, kd_cfg, tiny_rcnn_cfg
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    return kd_cfg(tmp_path_factory.mktemp("teacher"))
+
+
+def _losses(model, batch, it=0):
+    with EventStorage(it) as storage:
+        return model(batch), storage
+
+
+def test_registry_decides_the_active_terms(cfg):
+    assert {"RPNSoftLabel", "RPNBoundedRegression", "ROISoftLabel", "ROIBoundedRegression",
+            "Hint"} <= set(dict(KD_TERM_REGISTRY))
+    assert active_kd_terms(cfg) == ["loss_rpn_kd_cls", "loss_rpn_kd_reg", "loss_roi_kd_cls",
+                                    "loss_roi_kd_reg", "loss_hint"]
+    c = cfg.clone()
+    c.KD.RPN.MU, c.KD.HINT.WEIGHT = 1.0, 0.0
+    assert active_kd_terms(c) == ["loss_rpn_kd_reg", "loss_roi_kd_cls", "loss_roi_kd_reg"]
+    hint = [t for t in build_kd_terms(cfg) if isinstance(t, Hint)][0]
+    assert hint.weight == 0.5 and hint.pairs[0] == ("p2", "p2") and hint.loss == "mse"
+
+
+def test_pkd_loss_is_one_minus_pearson_correlation():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 3, 5, 4, generator=g) * 7 + 3
+    t = 0.5 * a + torch.randn(2, 3, 5, 4, generator=g)
+    loss = feature_imitation_loss(a, t, normalize="pkd")
+    # Per channel over (N, H, W): Pearson r; standardised MSE / 2 = 1 - r.
+    an = a.permute(1, 0, 2, 3).reshape(3, -1).numpy()
+    tn = t.permute(1, 0, 2, 3).reshape(3, -1).numpy()
+    r = np.mean([np.corrcoef(x, y)[0, 1] for x, y in zip(an, tn)])
+    assert loss.item() == pytest.approx(1 - r, abs=1e-4)
+    # Scale-free: multiplying the student map changes nothing.
+    assert feature_imitation_loss(10 * a, t, "pkd").item() == pytest.approx(loss.item(), 1e-4)
+    s = standardize_channels(a)
+    assert s.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+
+
+def test_masked_imitation_by_hand():
+    a = torch.zeros(1, 2, 2, 2)
+    t = torch.zeros(1, 2, 2, 2)
+    a[0, :, 0, 0] = torch.tensor([1.0, 3.0])  # fg cell: squared error 1 + 9 = 10
+    a[0, :, 1, 1] = torch.tensor([2.0, 0.0])  # bg cell: 4
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    # fg: 10 / (1 cell * 2 channels); bg: 4 / (3 cells * 2 channels)
+    assert feature_imitation_loss(a, t, mask=mask).item() == pytest.approx(5.0)
+    got = feature_imitation_loss(a, t, mask=mask, bg_weight=0.5).item()
+    assert got == pytest.approx(5.0 + 0.5 * 4 / 6)
+    assert feature_imitation_loss(a, t).item() == pytest.approx(14 / 8)
+
+
+def test_gt_box_masks_cover_the_cells_inside_boxes():
+    inst = Instances((32, 32))
+    inst.gt_boxes = Boxes(torch.tensor([[0.0, 0.0, 16.0, 8.0]]))
+    empty = Instances((32, 32))
+    empty.gt_boxes = Boxes(torch.zeros(0, 4))
+    m = gt_box_masks([inst, empty], (32, 32), (4, 4))  # stride 8: centres 4, 12, 20, 28
+    expected = torch.zeros(4, 4)
+    expected[0, :2] = 1
+    assert m.shape == (2, 1, 4, 4)
+    assert torch.equal(m[0, 0], expected) and m[1].sum() == 0
+
+
+@pytest.mark.parametrize("opts", [
+    {"LOSS": "pkd"},
+    {"MASK": "gt"},
+    {"LOSS": "pkd", "MASK": "gt", "MASK_BG_WEIGHT": 0.1},
+])
+def test_hint_options_train_the_student_and_adapters_only(cfg, opts):
+    c = cfg.clone()
+    for k, v in opts.items():
+        c.KD.HINT[k] = v
+    c.KD.RPN.ENABLED = c.KD.ROI.ENABLED = False
+    model = build_model(c).train()
+    losses, _ = _losses(model, fixed_batch())
+    assert torch.isfinite(losses["loss_hint"]) and losses["loss_hint"].item() > 0
+    losses["loss_hint"].backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.adapters.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.student.backbone.parameters())
+
+
+def test_hint_term_matches_hand_computation(cfg):
+    """loss_hint = gamma * mean over pairs of the masked PKD loss, recomputed here from
+    the adapters and both models' features."""
+    c = cfg.clone()
+    c.KD.HINT.LOSS, c.KD.HINT.MASK, c.KD.HINT.MASK_BG_WEIGHT = "pkd", "gt", 0.25
+    c.KD.HINT.STUDENT_FEATURES = c.KD.HINT.TEACHER_FEATURES = ["p3", "p4"]
+    model = build_model(c).train()
+    batch = fixed_batch()
+    torch.manual_seed(0)
+    losses, _ = _losses(model, batch)
+    images = model.student.preprocess_image(batch)
+    with torch.no_grad():
+        s_feats = model.student.backbone(images.tensor)
+        t_feats = model.teacher.backbone(images.tensor)
+    gts = [x["instances"] for x in batch]
+    expected = 0.0
+    for f in ("p3", "p4"):
+        v = model.adapters.adapters[f"{f}_to_{f}"](s_feats[f])
+        z = t_feats[f]
+        mask = gt_box_masks(gts, tuple(images.tensor.shape[-2:]), tuple(z.shape[-2:]))
+        vn, zn = standardize_channels(v), standardize_channels(z)
+        err = (vn - zn).pow(2).sum(1, keepdim=True)
+        fg = (err * mask).sum() / (mask.sum() * z.shape[1])
+        bg = (err * (1 - mask)).sum() / ((1 - mask).sum() * z.shape[1])
+        expected += 0.5 * (fg + 0.25 * bg)
+    assert losses["loss_hint"].item() == pytest.approx(0.5 * expected.item() / 2, rel=1e-4)
+
+
+def test_warmup_scales_every_kd_term(cfg):
+    c = cfg.clone()
+    c.KD.WARMUP_ITERS = 4
+    model = build_model(c).train()
+    torch.manual_seed(0)
+    early, _ = _losses(model, fixed_batch(), it=0)
+    torch.manual_seed(0)
+    late, _ = _losses(model, fixed_batch(), it=10)
+    for k in active_kd_terms(c):
+        assert early[k].item() == pytest.approx(late[k].item() / 4, rel=1e-5), k
+    for k in ("loss_cls", "loss_rpn_cls", "loss_box_reg"):
+        assert early[k].item() == pytest.approx(late[k].item(), rel=1e-5), k
+
+
+def test_diagnostics_log_grad_norms_bound_activity_and_hint_per_level(cfg):
+    c = cfg.clone()
+    c.KD.DIAGNOSTICS_PERIOD = 5
+    model = build_model(c).train()
+    _, storage = _losses(model, fixed_batch(), it=5)
+    diag = {k: v for k, (v, _) in storage.latest().items() if k.startswith("kd_diag/")}
+    for k in active_kd_terms(c) + ["loss_cls", "task_total"]:
+        assert diag[f"kd_diag/grad_norm/{k}"] >= 0, k
+    assert diag["kd_diag/grad_norm/loss_hint"] > 0
+    assert diag["kd_diag/grad_ratio/loss_hint"] == pytest.approx(
+        diag["kd_diag/grad_norm/loss_hint"] / diag["kd_diag/grad_norm/task_total"])
+    for k in ("rpn_bound_active_frac", "roi_bound_active_frac"):
+        assert 0 <= diag[f"kd_diag/{k}"] <= 1
+    assert {f"kd_diag/hint/{f}_to_{f}" for f in ("p2", "p3", "p4", "p5", "p6")} <= set(diag)
+    _, storage = _losses(model, fixed_batch(), it=6)  # off-period: nothing logged
+    assert not any(k.startswith("kd_diag/") for k in storage.latest())
+
+
+def test_inheritance_copies_exactly_the_matching_modules(tmp_path):
+    # Teacher: FPN 64 channels, box head FC 96; student: FPN 32, FC 64. Only the ResNet
+    # bottom-up (same depth and widths) matches.
+    c = kd_cfg(tmp_path)
+    c.KD.STUDENT.INIT_FROM_TEACHER = True
+    model = build_model(c)
+    s, t = model.student.state_dict(), model.teacher.state_dict()
+    same = {k for k in s if k in t and torch.equal(s[k], t[k])}
+    bottom_up = {k for k in s if k.startswith("backbone.bottom_up.")}
+    assert bottom_up and bottom_up <= same
+    assert not any(k.startswith(("backbone.fpn", "proposal_generator", "roi_heads"))
+                   for k in same if s[k].numel() > 1 and s[k].abs().sum() > 0)
+    copied = inherit_from_teacher(model.student, model.teacher)
+    assert all(n.startswith("backbone.bottom_up") for n in copied)
+    assert "backbone.bottom_up.stem.conv1" in copied
+    # Anchors (non-persistent buffers) are never copied.
+    assert not any("anchor_generator" in n for n in copied)
+
+
+def test_inheritance_of_an_identical_architecture_copies_everything(tmp_path):
+    from kd_det.modeling.teacher import build_teacher, build_teacher_cfg
+
+    teacher = build_teacher(build_teacher_cfg(kd_cfg(tmp_path, fpn_channels=32)))
+    student = build_model(tiny_rcnn_cfg(fpn_channels=32, fc_dim=96))  # the teacher's shapes
+    assert inherit_from_teacher(student, teacher)
+    for k, v in student.state_dict().items():
+        assert torch.equal(v, teacher.state_dict()[k]), k
+
+
+def test_task_losses_equal_plain_generalized_rcnn(cfg):
+    """DistillRCNN's own copy of the student's RPN and box-head path gives Detectron2's
+    GeneralizedRCNN losses on the same weights, batch and seed (cls losses divided by mu)."""
+    c = cfg.clone()
+    c.KD.RPN.MU, c.KD.ROI.MU = 0.5, 0.25
+    model = build_model(c).train()
+    plain = build_model(tiny_rcnn_cfg()).train()
+    plain.load_state_dict(model.student.state_dict())
+    batch = fixed_batch()
+    torch.manual_seed(3)
+    ours, _ = _losses(model, batch)
+    torch.manual_seed(3)
+    ref, _ = _losses(plain, batch)
+    torch.testing.assert_close(ours["loss_rpn_cls"] / 0.5, ref["loss_rpn_cls"])
+    torch.testing.assert_close(ours["loss_cls"] / 0.25, ref["loss_cls"])
+    torch.testing.assert_close(ours["loss_rpn_loc"], ref["loss_rpn_loc"])
+    torch.testing.assert_close(ours["loss_box_reg"], ref["loss_box_reg"])
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("KD.HINT.LOSS", "cosine", "KD.HINT.LOSS"),
+    ("KD.HINT.MASK", "boxes", "KD.HINT.MASK"),
+    ("KD.HINT.WEIGHT", float("inf"), "KD.HINT.WEIGHT"),
+    ("KD.ROI.TEMPERATURE", float("inf"), "KD.ROI.TEMPERATURE"),
+    ("KD.RPN.TEMPERATURE", 1e-30, "KD.RPN.TEMPERATURE"),
+    ("KD.ROI.REG_WEIGHT", 1e30, "KD.ROI.REG_WEIGHT"),
+    ("KD.WARMUP_ITERS", -1, "KD.WARMUP_ITERS"),
+])
+def test_bad_new_values_are_refused_naming_the_key(cfg, key, value, match):
+    c = cfg.clone()
+    c.merge_from_list([key, value])
+    with pytest.raises(ValueError, match=match):
+        build_model(c)
