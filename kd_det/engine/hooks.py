@@ -93,7 +93,8 @@ class EvalCurveHook(hooks.EvalHook):
             return
         flat = {f"{task}/{k}": float(v) for task, r in res.items() for k, v in r.items()
                 if isinstance(v, (int, float))}
-        self._rows.append({"iter": self.trainer.iter + 1, "seconds": self._seconds, **flat})
+        it = min(self.trainer.iter + 1, self.trainer.max_iter)  # after_train: iter = max_iter
+        self._rows.append({"iter": it, "seconds": self._seconds, **flat})
         tmp = self._path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(self._rows, f, indent=1)

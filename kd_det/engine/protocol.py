@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -16,7 +16,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_kd_config
-from ..utils.reporting import bar_chart, mean_spread, median_time, save_json
+from ..utils.reporting import mean_spread, median_time, save_json
 from .trainer import KDTrainer
 
 __all__ = ["load_cfg", "run_stage", "inference_seconds_per_image", "summarize", "compare",
@@ -123,30 +123,98 @@ def inference_seconds_per_image(cfg: CfgNode, weights: str, n_images: int = 20) 
     return median_time(one, warmup=3, repeats=len(batches))
 
 
-def summarize(per_seed: Dict[str, List[Dict]]) -> Dict:
-    """{model: [stage per seed]} -> {model: {"AP": [...], "AP50": [...], mean/std}}."""
-    out = {}
-    for name, stages in per_seed.items():
-        out[name] = {
-            "AP": [s["AP"] for s in stages],
-            "AP50": [s["AP50"] for s in stages],
-            "AP_stats": mean_spread([s["AP"] for s in stages]),
-            "AP50_stats": mean_spread([s["AP50"] for s in stages]),
-            "train_seconds": [s["train_seconds"] for s in stages],
-        }
+def evaluate_weights(cfg: CfgNode, weights: str, dataset: str, cache_dir: str) -> Dict:
+    """AP / AP50 of `weights` (built from `cfg`) on `dataset`, cached in `cache_dir`."""
+    path = os.path.join(cache_dir, f"eval_{dataset}.json")
+    fp = hashlib.sha1(f"{_fingerprint(cfg)}{weights}{os.path.getmtime(weights)}".encode())
+    fp = fp.hexdigest()[:12]
+    if os.path.isfile(path):
+        with open(path) as f:
+            cached = json.load(f)
+        if cached.get("fingerprint") == fp:
+            return cached
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATASETS.TEST = (dataset,)
+    model = KDTrainer.build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    out = {"fingerprint": fp, **_bbox(KDTrainer.test(cfg, model))}
+    save_json(path, out)
     return out
 
 
-# The paper's ablation (Chen et al., Table 5), as KD.* overrides of the full recipe.
-ABLATIONS = {
-    "unweighted_soft_ce": ["KD.RPN.BG_WEIGHT", 1.0, "KD.ROI.BG_WEIGHT", 1.0],
-    "plain_l2_to_teacher": ["KD.RPN.REG_MODE", "l2", "KD.ROI.REG_MODE", "l2"],
-    "hint_without_adapter": ["KD.HINT.ADAPTER", "none"],
-    "hint_only": ["KD.RPN.ENABLED", False, "KD.ROI.ENABLED", False],
-    "soft_ce_only": ["KD.HINT.ENABLED", False, "KD.RPN.REG_MODE", "none",
-                     "KD.ROI.REG_MODE", "none"],
-    "bounded_reg_only": ["KD.HINT.ENABLED", False, "KD.RPN.MU", 1.0, "KD.ROI.MU", 1.0],
-}
+@torch.no_grad()
+def backbone_gflops(cfg: CfgNode) -> float:
+    """GFLOPs (fvcore, one multiply-add = 1) of the backbone (+FPN) of `cfg`'s detector at
+    the test resolution of a 4:3 image, padded as Detectron2 pads it."""
+    from detectron2.modeling import build_backbone
+    from fvcore.nn import FlopCountAnalysis
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    backbone = build_backbone(cfg).eval()
+    h = cfg.INPUT.MIN_SIZE_TEST
+    w = min(round(h * 4 / 3), cfg.INPUT.MAX_SIZE_TEST)
+    div = max(backbone.size_divisibility, 1)
+    x = torch.zeros(1, 3, -(-h // div) * div, -(-w // div) * div)
+    flops = FlopCountAnalysis(backbone, x)
+    flops.unsupported_ops_warnings(False)
+    flops.uncalled_modules_warnings(False)
+    return flops.total() / 1e9
+
+
+def read_curve(output_dir: str, metric: str = "bbox/AP50") -> List[Dict]:
+    """[{iter, seconds, AP, AP50}] of a stage trained with TEST.EVAL_PERIOD > 0."""
+    path = os.path.join(output_dir, "curve.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        rows = json.load(f)
+    return [{"iter": r["iter"], "seconds": r["seconds"], "AP": r["bbox/AP"],
+             "AP50": r["bbox/AP50"]} for r in rows]
+
+
+def read_diagnostics(output_dir: str) -> Dict[str, Dict[str, float]]:
+    """Mean, first and last value of every kd_diag/* scalar a stage logged."""
+    path = os.path.join(output_dir, "metrics.json")
+    series: Dict[str, List[float]] = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                for k, v in row.items():
+                    if k.startswith("kd_diag/"):
+                        series.setdefault(k[len("kd_diag/"):], []).append(float(v))
+    return {k: {"mean": sum(v) / len(v), "first": v[0], "last": v[-1], "n": len(v)}
+            for k, v in sorted(series.items())}
+
+
+def time_to_accuracy(curve: List[Dict], baseline_curve: List[Dict],
+                     metric: str = "AP50") -> Optional[float]:
+    """Training wall-clock at which `curve` first reaches the baseline's final value, as a
+    fraction of the baseline's total; None when it never does."""
+    if not curve or not baseline_curve:
+        return None
+    target, total = baseline_curve[-1][metric], baseline_curve[-1]["seconds"]
+    hit = next((r for r in curve if r[metric] >= target), None)
+    return hit["seconds"] / total if hit else None
+
+
+def summarize(stages: List[Dict]) -> Dict:
+    """[stage per seed] -> {"AP": [...], "AP50": [...], mean / std, train_seconds}."""
+    return {
+        "AP": [s["AP"] for s in stages],
+        "AP50": [s["AP50"] for s in stages],
+        "AP_stats": mean_spread([s["AP"] for s in stages]),
+        "AP50_stats": mean_spread([s["AP50"] for s in stages]),
+        "train_seconds": [s.get("train_seconds") for s in stages],
+    }
+
+
+def _gap_closed(results: Dict, row: str, metric: str) -> float:
+    t, b, k = (results[n][f"{metric}_stats"]["mean"] for n in ("teacher", "baseline", row))
+    return (k - b) / (t - b) if t != b else float("nan")
 
 
 def _stage_worker(cfg: CfgNode, output_dir: str) -> Dict:
@@ -169,56 +237,105 @@ def compare(
     configs: Dict[str, str],
     output_dir: str,
     seeds: List[int],
+    val_split: Optional[Tuple[str, str]] = None,
+    test_split: Optional[Tuple[str, str]] = None,
     opts: Optional[Dict[str, List]] = None,
     ablations: Optional[Dict[str, List]] = None,
-    ablation_seeds: Optional[List[int]] = None,
+    diagnostics_period: int = 0,
     timing_images: int = 20,
     jobs: int = 1,
 ) -> Dict:
-    """Teacher (trained once), baseline student and distilled student (per seed), the
-    ablations, and CPU inference time of teacher and student.
+    """Teacher (trained once, by its own config), then baseline, Chen's recipe (`kd`) and
+    kd_det's best recipe (`kd_best`, when configs has it):
 
-    configs: {"teacher": yaml, "student": yaml, "kd": yaml}; opts: extra KEY VALUE lists
-    per role (e.g. a shorter schedule). The student stages run `jobs` processes at a time
-    (one torch thread each when jobs > 1). Returns the results dict (see
-    tools/bench_accuracy).
+    - selection runs on `val_split` = (train, val) datasets, seed seeds[0], validation AP
+      logged during training (the learning curves), plus `ablations` ({name: KD.* overrides
+      of Chen's recipe}: the options one at a time, the search kd_best is chosen by); the
+      KD runs log KD diagnostics every `diagnostics_period` iterations;
+    - test runs on `test_split` = (train, test), every seed, no evaluation before the end.
+
+    The test runs of the rows are reported as per-seed lists; the teacher's AP is its
+    weights' AP on the test dataset. opts: extra KEY VALUE lists per role (e.g. a shorter
+    schedule). Stages run `jobs` at a time (one torch thread each when jobs > 1) and are
+    cached and resumable.
     """
     opts = opts or {}
+    rows = [r for r in ("baseline", "kd", "kd_best") if r in configs or r == "baseline"]
+    role = {"baseline": "student", "kd": "kd", "kd_best": "kd_best"}
     teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
     teacher = run_stage(teacher_cfg, os.path.join(output_dir, "teacher"))
 
-    def kd_cfg(seed, extra):
-        return load_cfg(configs["kd"], list(opts.get("kd", [])) + [
-            "KD.TEACHER.CONFIG_FILE", configs["teacher"],
-            "KD.TEACHER.WEIGHTS", teacher["weights"], "SEED", seed] + list(extra))
+    def cfg_for(row, seed, split, extra=()):
+        pre = []
+        if row != "baseline":
+            pre = ["KD.TEACHER.CONFIG_FILE", configs["teacher"],
+                   "KD.TEACHER.WEIGHTS", teacher["weights"]]
+        if split == "test":
+            train, test = test_split
+            pre += ["TEST.EVAL_PERIOD", 0, "KD.TEACHER.EVAL_BEFORE_TRAIN", False]
+        else:
+            train, test = val_split
+            if row != "baseline" and diagnostics_period:
+                pre += ["KD.DIAGNOSTICS_PERIOD", diagnostics_period]
+        pre += ["DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}',)"]
+        return load_cfg(configs[role[row]], pre + list(opts.get(role[row], [])) +
+                        ["SEED", seed] + list(extra))
 
-    jobs_list = []  # (group, name, cfg, output dir): independent, run `jobs` at a time
-    for seed in seeds:
-        student_cfg = load_cfg(configs["student"], list(opts.get("student", [])) + ["SEED", seed])
-        jobs_list.append(("runs", "baseline", student_cfg,
-                          os.path.join(output_dir, f"baseline_s{seed}")))
-        jobs_list.append(("runs", "kd", kd_cfg(seed, []), os.path.join(output_dir, f"kd_s{seed}")))
+    jobs_list = []  # (group, name, cfg, dir): independent, selection runs first
+    for row in rows:
+        jobs_list.append(("val", row, cfg_for(row, seeds[0], "val"),
+                          os.path.join(output_dir, "val", f"{row}_s{seeds[0]}")))
     for name, extra in (ablations or {}).items():
-        for seed in ablation_seeds or seeds[:1]:
-            jobs_list.append(("ablation", name, kd_cfg(seed, extra),
-                              os.path.join(output_dir, f"{name}_s{seed}")))
+        jobs_list.append(("ablation", name, cfg_for("kd", seeds[0], "val", extra),
+                          os.path.join(output_dir, "val", f"{name}_s{seeds[0]}")))
+    for seed in seeds:
+        for row in rows:
+            jobs_list.append(("test", row, cfg_for(row, seed, "test"),
+                              os.path.join(output_dir, "test", f"{row}_s{seed}")))
     stages = _run_stages([(c, d) for _, _, c, d in jobs_list], jobs)
-    runs = {"baseline": [], "kd": []}
-    ablation_runs = {}
-    for (group, name, _, _), stage in zip(jobs_list, stages):
-        (runs if group == "runs" else ablation_runs).setdefault(name, []).append(stage)
-    results = summarize({"teacher": [teacher], **runs})
-    results["ablation"] = summarize(ablation_runs)
-    t, b, k = (results[n]["AP50_stats"]["mean"] for n in ("teacher", "baseline", "kd"))
-    results["gap_closed_AP50"] = (k - b) / (t - b) if t != b else float("nan")
-    t, b, k = (results[n]["AP_stats"]["mean"] for n in ("teacher", "baseline", "kd"))
-    results["gap_closed_AP"] = (k - b) / (t - b) if t != b else float("nan")
+
+    results = {"protocol": {
+        "selection": f"train {val_split[0]} -> validate {val_split[1]}, seed {seeds[0]}",
+        "test": f"train {test_split[0]} -> test {test_split[1]}, seeds {list(seeds)}",
+        "teacher": f"{configs['teacher']}, trained once on its own DATASETS.TRAIN",
+    }}
+    by_group: Dict[str, Dict[str, List]] = {"val": {}, "ablation": {}, "test": {}}
+    for (group, name, _, d), stage in zip(jobs_list, stages):
+        by_group[group].setdefault(name, []).append(dict(stage, dir=d))
+    results["teacher"] = summarize([evaluate_weights(
+        teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))])
+    results["teacher"]["train_seconds"] = [teacher["train_seconds"]]
+    for row in rows:
+        results[row] = summarize(by_group["test"][row])
+    for row in rows[1:]:
+        results[f"gap_closed_AP50_{row}"] = _gap_closed(results, row, "AP50")
+        results[f"gap_closed_AP_{row}"] = _gap_closed(results, row, "AP")
+    # Today's layout: gap_closed_AP50 / gap_closed_AP are Chen's recipe's.
+    results["gap_closed_AP50"] = results.get("gap_closed_AP50_kd")
+    results["gap_closed_AP"] = results.get("gap_closed_AP_kd")
+    results["validation"] = {row: summarize(by_group["val"][row]) for row in rows}
+    results["ablation"] = {name: summarize(st) for name, st in by_group["ablation"].items()}
+    results["curves"] = {"teacher": read_curve(os.path.join(output_dir, "teacher"))}
+    for row in rows:
+        results["curves"][row] = read_curve(by_group["val"][row][0]["dir"])
+    results["time_to_accuracy"] = {
+        row: time_to_accuracy(results["curves"][row], results["curves"]["baseline"])
+        for row in rows[1:]}
+    results["diagnostics"] = {row: read_diagnostics(by_group["val"][row][0]["dir"])
+                              for row in rows[1:]}
+    if "kd_best" in rows:
+        results["kd_best_settings"] = _kd_overrides(load_cfg(configs["kd"]),
+                                                    load_cfg(configs["kd_best"]))
     student_cfg = load_cfg(configs["student"], opts.get("student"))
+    results["flops"] = {"teacher_backbone_gflops": backbone_gflops(teacher_cfg),
+                        "student_backbone_gflops": backbone_gflops(student_cfg)}
+    results["flops"]["backbone_ratio"] = (results["flops"]["teacher_backbone_gflops"]
+                                          / results["flops"]["student_backbone_gflops"])
     results["speed"] = {
         "teacher_s_per_img": inference_seconds_per_image(
             teacher_cfg, teacher["weights"], timing_images),
         "student_s_per_img": inference_seconds_per_image(
-            student_cfg, runs["baseline"][0]["weights"], timing_images),
+            student_cfg, by_group["test"]["baseline"][0]["weights"], timing_images),
         "torch_threads": torch.get_num_threads(),
     }
     results["speed"]["student_speedup"] = (
@@ -226,45 +343,105 @@ def compare(
     return results
 
 
+def _kd_overrides(base: CfgNode, other: CfgNode) -> Dict:
+    """{KEY: value} of the KD.* keys where `other` differs from `base`."""
+    out = {}
+
+    def walk(a, b, prefix):
+        for k in b:
+            if isinstance(b[k], CfgNode):
+                walk(a[k], b[k], f"{prefix}{k}.")
+            elif a[k] != b[k]:
+                out[prefix + k] = b[k]
+
+    walk(base.KD, other.KD, "KD.")
+    return out
+
+
 def write_report(results: Dict, json_path: str, png_path: str, title: str) -> None:
-    """results JSON + a PNG: AP and AP50 of every model, inference time of both sizes."""
+    """results JSON + a PNG: test AP and AP50 of every row (mean +- std), the validation
+    learning curves, and CPU inference time of both sizes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     save_json(json_path, results)
-    models = ["teacher", "baseline", "kd"] + list(results.get("ablation", {}))
-    groups = {m: {} for m in ("AP", "AP50")}
-    for name in models:
-        src = results[name] if name in results else results["ablation"][name]
-        for metric in groups:
-            groups[metric][name] = src[metric]
+    rows = [r for r in ("teacher", "baseline", "kd", "kd_best") if r in results]
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    for ax, metric in zip(axes[:2], ("AP", "AP50")):
+        stats = [results[r][f"{metric}_stats"] for r in rows]
+        ax.bar(range(len(rows)), [s["mean"] for s in stats], yerr=[s["std"] for s in stats],
+               capsize=3, color=[f"C{i}" for i in range(len(rows))])
+        for i, (r, st) in enumerate(zip(rows, stats)):
+            ax.scatter([i] * len(results[r][metric]), results[r][metric], color="k", s=8)
+            ax.text(i, st["mean"], f"{st['mean']:.1f}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels(rows)
+        ax.set_title(f"test {metric} (mean ± std, dots: seeds)")
+    ax = axes[2]
+    for i, r in enumerate(rows):
+        curve = results.get("curves", {}).get(r) or []
+        ax.plot([c["iter"] for c in curve], [c["AP50"] for c in curve], "o-", ms=3,
+                label=r, color=f"C{i}")
+    ax.set_xlabel("iteration")
+    ax.set_title("validation AP50 during training")
+    ax.legend(fontsize=8)
     sp = results["speed"]
-    groups["CPU s / image"] = {"teacher": [sp["teacher_s_per_img"]],
-                               "student": [sp["student_s_per_img"]]}
-    bar_chart(png_path, groups, ylabel={"AP": "COCO-style AP", "AP50": "AP@0.5",
-                                        "CPU s / image": "seconds"}, title=title)
+    axes[3].bar([0, 1], [sp["teacher_s_per_img"] * 1000, sp["student_s_per_img"] * 1000],
+                color=["C0", "C1"])
+    axes[3].set_xticks([0, 1])
+    axes[3].set_xticklabels(["teacher", "student"])
+    axes[3].set_title("CPU ms / image (batch 1)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
 
 
 def format_table(results: Dict) -> str:
-    """A Markdown table of the comparison (mean +- std over seeds)."""
-    lines = ["| model | AP50 | AP | runs |", "|---|---|---|---|"]
-    rows = [(n, results[n]) for n in ("teacher", "baseline", "kd")]
-    rows += [(f"kd: {n}", r) for n, r in results.get("ablation", {}).items()]
-    for name, r in rows:
+    """A Markdown table of the comparison (mean +- std over seeds, per-seed values)."""
+    lines = ["| model | test AP50 | test AP | per-seed AP50 | per-seed AP |",
+             "|---|---|---|---|---|"]
+    for name in ("teacher", "baseline", "kd", "kd_best"):
+        if name not in results:
+            continue
+        r = results[name]
         a50, ap = r["AP50_stats"], r["AP_stats"]
         lines.append(f"| {name} | {a50['mean']:.1f} ± {a50['std']:.1f} | "
-                     f"{ap['mean']:.1f} ± {ap['std']:.1f} | {a50['n']} |")
-    sp = results["speed"]
+                     f"{ap['mean']:.1f} ± {ap['std']:.1f} | "
+                     f"{', '.join(f'{v:.1f}' for v in r['AP50'])} | "
+                     f"{', '.join(f'{v:.1f}' for v in r['AP'])} |")
+    if results.get("ablation"):
+        lines += ["", "| validation run (seed 0) | val AP50 | val AP |", "|---|---|---|"]
+        val = dict(results.get("validation", {}), **results["ablation"])
+        for name, r in val.items():
+            lines.append(f"| {name} | {r['AP50'][0]:.1f} | {r['AP'][0]:.1f} |")
+    sp, fl = results["speed"], results["flops"]
     lines.append("")
-    lines.append(f"Gap closed (AP50): {results['gap_closed_AP50']:.2f}; (AP): "
-                 f"{results['gap_closed_AP']:.2f}. CPU inference ({sp['torch_threads']} "
-                 f"threads, batch 1): teacher {sp['teacher_s_per_img'] * 1000:.0f} ms/img, "
-                 f"student {sp['student_s_per_img'] * 1000:.0f} ms/img "
+    for row in ("kd", "kd_best"):
+        if f"gap_closed_AP50_{row}" in results:
+            tta = results["time_to_accuracy"].get(row)
+            lines.append(f"{row}: gap closed AP50 {results[f'gap_closed_AP50_{row}']:.2f}, "
+                         f"AP {results[f'gap_closed_AP_{row}']:.2f}; time to the baseline's "
+                         "final val AP50: " + (f"{tta:.2f}x the baseline's" if tta is not None
+                                               else "not reached") + ".")
+    lines.append(f"Backbone+FPN: teacher {fl['teacher_backbone_gflops']:.2f} GFLOPs, student "
+                 f"{fl['student_backbone_gflops']:.2f} ({fl['backbone_ratio']:.1f}x). CPU "
+                 f"inference ({sp['torch_threads']} threads, batch 1): teacher "
+                 f"{sp['teacher_s_per_img'] * 1000:.0f} ms/img, student "
+                 f"{sp['student_s_per_img'] * 1000:.0f} ms/img "
                  f"({sp['student_speedup']:.2f}x faster).")
     return "\n".join(lines)
 
 
 def role_configs(folder: str) -> Dict[str, str]:
-    """{"teacher", "student", "kd"} -> `<folder>/<role>.yaml`, the layout of configs/builtin
-    and configs/BCCD."""
-    return {role: os.path.join(folder, f"{role}.yaml") for role in ("teacher", "student", "kd")}
+    """{"teacher", "student", "kd"[, "kd_best"]} -> `<folder>/<role>.yaml`, the layout of
+    configs/builtin and configs/BCCD."""
+    roles = ("teacher", "student", "kd", "kd_best")
+    out = {role: os.path.join(folder, f"{role}.yaml") for role in roles}
+    return {r: p for r, p in out.items() if r != "kd_best" or os.path.isfile(p)}
 
 
 def add_run_arguments(parser) -> None:
