@@ -237,8 +237,8 @@ def compare(
     configs: Dict[str, str],
     output_dir: str,
     seeds: List[int],
+    test_split: Tuple[str, str],
     val_split: Optional[Tuple[str, str]] = None,
-    test_split: Optional[Tuple[str, str]] = None,
     opts: Optional[Dict[str, List]] = None,
     ablations: Optional[Dict[str, List]] = None,
     diagnostics_period: int = 0,
@@ -248,10 +248,11 @@ def compare(
     """Teacher (trained once, by its own config), then baseline, Chen's recipe (`kd`) and
     kd_det's best recipe (`kd_best`, when configs has it):
 
-    - selection runs on `val_split` = (train, val) datasets, seed seeds[0], validation AP
-      logged during training (the learning curves), plus `ablations` ({name: KD.* overrides
-      of Chen's recipe}: the options one at a time, the search kd_best is chosen by); the
-      KD runs log KD diagnostics every `diagnostics_period` iterations;
+    - selection runs, when `val_split` = (train, val) datasets is given: seed seeds[0],
+      validation AP logged during training (the learning curves), plus `ablations`
+      ({name: KD.* overrides of Chen's recipe}: the options one at a time, the search
+      kd_best is chosen by); the KD runs log KD diagnostics every `diagnostics_period`
+      iterations;
     - test runs on `test_split` = (train, test), every seed, no evaluation before the end.
 
     The test runs of the rows are reported as per-seed lists; the teacher's AP is its
@@ -282,12 +283,13 @@ def compare(
                         ["SEED", seed] + list(extra))
 
     jobs_list = []  # (group, name, cfg, dir): independent, selection runs first
-    for row in rows:
-        jobs_list.append(("val", row, cfg_for(row, seeds[0], "val"),
-                          os.path.join(output_dir, "val", f"{row}_s{seeds[0]}")))
-    for name, extra in (ablations or {}).items():
-        jobs_list.append(("ablation", name, cfg_for("kd", seeds[0], "val", extra),
-                          os.path.join(output_dir, "val", f"{name}_s{seeds[0]}")))
+    if val_split:
+        for row in rows:
+            jobs_list.append(("val", row, cfg_for(row, seeds[0], "val"),
+                              os.path.join(output_dir, "val", f"{row}_s{seeds[0]}")))
+        for name, extra in (ablations or {}).items():
+            jobs_list.append(("ablation", name, cfg_for("kd", seeds[0], "val", extra),
+                              os.path.join(output_dir, "val", f"{name}_s{seeds[0]}")))
     for seed in seeds:
         for row in rows:
             jobs_list.append(("test", row, cfg_for(row, seed, "test"),
@@ -295,7 +297,8 @@ def compare(
     stages = _run_stages([(c, d) for _, _, c, d in jobs_list], jobs)
 
     results = {"protocol": {
-        "selection": f"train {val_split[0]} -> validate {val_split[1]}, seed {seeds[0]}",
+        "selection": (f"train {val_split[0]} -> validate {val_split[1]}, seed {seeds[0]}"
+                      if val_split else "none"),
         "test": f"train {test_split[0]} -> test {test_split[1]}, seeds {list(seeds)}",
         "teacher": f"{configs['teacher']}, trained once on its own DATASETS.TRAIN",
     }}
@@ -313,16 +316,17 @@ def compare(
     # Today's layout: gap_closed_AP50 / gap_closed_AP are Chen's recipe's.
     results["gap_closed_AP50"] = results.get("gap_closed_AP50_kd")
     results["gap_closed_AP"] = results.get("gap_closed_AP_kd")
-    results["validation"] = {row: summarize(by_group["val"][row]) for row in rows}
-    results["ablation"] = {name: summarize(st) for name, st in by_group["ablation"].items()}
-    results["curves"] = {"teacher": read_curve(os.path.join(output_dir, "teacher"))}
-    for row in rows:
-        results["curves"][row] = read_curve(by_group["val"][row][0]["dir"])
-    results["time_to_accuracy"] = {
-        row: time_to_accuracy(results["curves"][row], results["curves"]["baseline"])
-        for row in rows[1:]}
-    results["diagnostics"] = {row: read_diagnostics(by_group["val"][row][0]["dir"])
-                              for row in rows[1:]}
+    if val_split:
+        results["validation"] = {row: summarize(by_group["val"][row]) for row in rows}
+        results["ablation"] = {name: summarize(st) for name, st in by_group["ablation"].items()}
+        results["curves"] = {"teacher": read_curve(os.path.join(output_dir, "teacher"))}
+        for row in rows:
+            results["curves"][row] = read_curve(by_group["val"][row][0]["dir"])
+        results["time_to_accuracy"] = {
+            row: time_to_accuracy(results["curves"][row], results["curves"]["baseline"])
+            for row in rows[1:]}
+        results["diagnostics"] = {row: read_diagnostics(by_group["val"][row][0]["dir"])
+                                  for row in rows[1:]}
     if "kd_best" in rows:
         results["kd_best_settings"] = _kd_overrides(load_cfg(configs["kd"]),
                                                     load_cfg(configs["kd_best"]))
@@ -422,7 +426,7 @@ def format_table(results: Dict) -> str:
     lines.append("")
     for row in ("kd", "kd_best"):
         if f"gap_closed_AP50_{row}" in results:
-            tta = results["time_to_accuracy"].get(row)
+            tta = results.get("time_to_accuracy", {}).get(row)
             lines.append(f"{row}: gap closed AP50 {results[f'gap_closed_AP50_{row}']:.2f}, "
                          f"AP {results[f'gap_closed_AP_{row}']:.2f}; time to the baseline's "
                          "final val AP50: " + (f"{tta:.2f}x the baseline's" if tta is not None
