@@ -2,7 +2,7 @@
 """Write the student of a DistillRCNN checkpoint as a plain GeneralizedRCNN checkpoint
 plus its config, loadable by vanilla Detectron2.
 
-    python tools/export_student.py --config-file configs/builtin/kd_mnv2_from_r18.yaml \
+    python tools/export_student.py --config-file configs/builtin/kd.yaml \
         --weights output/kd/model_final.pth --output output/kd/export
 """
 import argparse

@@ -2,13 +2,15 @@
 """Train or evaluate a Detectron2 model with kd_det: plain teachers and DistillRCNN
 students alike, with Detectron2's usual arguments.
 
-    python tools/train_net.py --config-file configs/builtin/kd_mnv2_from_r18.yaml
+    python tools/train_net.py --config-file configs/builtin/kd.yaml
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
     python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 32
 """
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import kd_det
 from kd_det.engine import KDTrainer, check_datasets
@@ -21,6 +23,9 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    # default_setup configures Detectron2's and fvcore's loggers; kd_det's own lines
+    # (teacher loaded and its AP, weights inherited, student exported) go to the same places.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="kd_det")
     return cfg
 
 
