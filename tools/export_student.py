@@ -23,7 +23,7 @@ def main():
     args = parser.parse_args()
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(args.config_file, allow_unsafe=False)
     cfg.merge_from_list(args.opts)
     out = export_student(cfg, args.weights, args.output)
     print(f"student weights: {out['weights']}\nstudent config:  {out['config']}")

@@ -6,20 +6,20 @@ students alike, with Detectron2's usual arguments.
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
     python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 32
 """
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import kd_det
+from kd_det.checkpoint import SafeDetectionCheckpointer
 from kd_det.engine import KDTrainer, check_datasets
 
 
 def setup(args):
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(args.config_file, allow_unsafe=False)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
@@ -34,7 +34,7 @@ def main(args):
     if args.eval_only:
         check_datasets(cfg)
         model = KDTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
         return KDTrainer.test(cfg, model)
     trainer = KDTrainer(cfg)

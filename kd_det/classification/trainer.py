@@ -7,6 +7,7 @@ import torch
 from detectron2.engine import HookBase
 from detectron2.evaluation import inference_context
 
+from kd_det.checkpoint import safe_torch_load
 from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
 from kd_det.modeling.frozen import load_strict
 
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 def load_teacher(cfg, path: str, key: str = "CLS.TEACHER.WEIGHTS"):
     """A CLS.TEACHER network with the weights of a CLS.METHOD none run (under "student.")."""
     if os.path.isfile(path):
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = safe_torch_load(path)
         fc = state.get("model", state).get("student.fc.weight") if isinstance(state, dict) else None
         if fc is not None and fc.shape[0] != cfg.CLS.NUM_CLASSES:
             raise ValueError(

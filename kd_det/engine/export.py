@@ -5,6 +5,7 @@ from typing import Dict
 import torch
 from detectron2.config import CfgNode
 
+from ..checkpoint import safe_torch_load
 from ..utils.reporting import atomic_torch_save
 
 __all__ = ["student_state_dict", "student_config", "export_student"]
@@ -39,7 +40,7 @@ def student_config(cfg: CfgNode, weights: str = "") -> CfgNode:
 def export_student(cfg: CfgNode, checkpoint_path: str, output_dir: str,
                    name: str = "student_final") -> Dict[str, str]:
     """Write `<name>.pth` ({"model": GeneralizedRCNN weights}) and `<name>.yaml`."""
-    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    ckpt = safe_torch_load(checkpoint_path)
     state = ckpt.get("model", ckpt)
     os.makedirs(output_dir, exist_ok=True)
     weights = os.path.join(output_dir, f"{name}.pth")

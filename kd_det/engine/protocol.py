@@ -9,12 +9,12 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_kd_config
 from ..utils.reporting import mean_spread, median_time, save_json
 from .trainer import KDTrainer
@@ -29,7 +29,7 @@ logger = logging.getLogger("kd_det.protocol")
 def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
     cfg = get_cfg()
     add_kd_config(cfg)
-    cfg.merge_from_file(path)
+    cfg.merge_from_file(path, allow_unsafe=False)
     cfg.merge_from_list([str(x) if not isinstance(x, str) else x for x in (opts or [])])
     return cfg
 
@@ -108,7 +108,7 @@ def inference_seconds_per_image(cfg: CfgNode, weights: str, n_images: int = 20) 
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"
     model = KDTrainer.build_model(cfg).eval()
-    DetectionCheckpointer(model).load(weights)
+    SafeDetectionCheckpointer(model).load(weights)
     loader = build_detection_test_loader(cfg, cfg.DATASETS.TEST[0])
     batches = []
     for batch in loader:
@@ -137,7 +137,7 @@ def evaluate_weights(cfg: CfgNode, weights: str, dataset: str, cache_dir: str) -
     cfg.defrost()
     cfg.DATASETS.TEST = (dataset,)
     model = KDTrainer.build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
+    SafeDetectionCheckpointer(model).load(weights)
     out = {"fingerprint": fp, **_bbox(KDTrainer.test(cfg, model))}
     save_json(path, out)
     return out

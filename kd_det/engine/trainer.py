@@ -13,7 +13,6 @@ import weakref
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import (
     MetadataCatalog,
     build_detection_train_loader,
@@ -26,6 +25,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
+from ..checkpoint import SafeDetectionCheckpointer
 from ..data import check_dataset_registered
 from ..modeling import DistillRCNN
 from .hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
@@ -100,7 +100,7 @@ class KDTrainer(DefaultTrainer):
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
             model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR,
+        self.checkpointer = SafeDetectionCheckpointer(model, cfg.OUTPUT_DIR,
                                                   trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER

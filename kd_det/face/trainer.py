@@ -6,6 +6,7 @@ from typing import Dict
 import torch
 from detectron2.evaluation import inference_context
 
+from kd_det.checkpoint import safe_torch_load
 from kd_det.data import down_up
 from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
 from kd_det.modeling.frozen import load_strict
@@ -27,7 +28,7 @@ def probe_name(size: int) -> str:
 def load_teacher(cfg, path: str, key: str = "FACE.TEACHER.WEIGHTS") -> FaceNet:
     """A FACE.TEACHER network with the weights of a FACE.METHOD none run (under "student.")."""
     if os.path.isfile(path):
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = safe_torch_load(path)
         head = state.get("model", state).get("student.head.weight") \
             if isinstance(state, dict) else None
         if head is not None and head.shape[0] != cfg.FACE.NUM_IDENTITIES:

@@ -3,10 +3,10 @@ import logging
 import os
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
 
+from ..checkpoint import SafeDetectionCheckpointer
 from .frozen import load_strict
 
 __all__ = ["build_teacher_cfg", "build_teacher", "rpn_alignment_problem"]
@@ -39,7 +39,7 @@ def build_teacher_cfg(cfg: CfgNode) -> CfgNode:
     tcfg = get_cfg()
     add_kd_config(tcfg)
     try:
-        tcfg.merge_from_file(path)
+        tcfg.merge_from_file(path, allow_unsafe=False)
     except Exception as e:
         raise ValueError(f"KD.TEACHER.CONFIG_FILE={path!r} could not be read: {e}") from e
     tcfg.merge_from_list(list(cfg.KD.TEACHER.OPTS))
@@ -67,7 +67,7 @@ def build_teacher(tcfg: CfgNode) -> torch.nn.Module:
     """Build the teacher and load KD.TEACHER.WEIGHTS strictly."""
     teacher = build_model(tcfg)
     load_strict(teacher, tcfg.MODEL.WEIGHTS, "KD.TEACHER.WEIGHTS",
-                checkpointer_cls=DetectionCheckpointer)
+                checkpointer_cls=SafeDetectionCheckpointer)
     logger.info("Loaded teacher weights from %s", tcfg.MODEL.WEIGHTS)
     return teacher
 
