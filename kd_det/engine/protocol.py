@@ -233,6 +233,26 @@ def _run_stages(stages, jobs: int) -> List[Dict]:
         return [f.result() for f in futures]
 
 
+_ROLE = {"baseline": "student", "kd": "kd", "kd_best": "kd_best"}
+
+
+def stage_cfg(configs: Dict[str, str], row: str, seed: int, split: Tuple[str, str],
+              teacher_weights: str, selection: bool, opts=None, diagnostics_period: int = 0,
+              extra=()) -> CfgNode:
+    """The config of one protocol stage: `row` ("baseline", "kd", "kd_best") trained on
+    split[0] and evaluated on split[1]. Selection stages evaluate every TEST.EVAL_PERIOD
+    (the learning curve) and log KD diagnostics; test stages evaluate once, at the end."""
+    pre = []
+    if row != "baseline":
+        pre = ["KD.TEACHER.CONFIG_FILE", configs["teacher"], "KD.TEACHER.WEIGHTS", teacher_weights]
+    if not selection:
+        pre += ["TEST.EVAL_PERIOD", 0, "KD.TEACHER.EVAL_BEFORE_TRAIN", False]
+    elif row != "baseline" and diagnostics_period:
+        pre += ["KD.DIAGNOSTICS_PERIOD", diagnostics_period]
+    pre += ["DATASETS.TRAIN", f"('{split[0]}',)", "DATASETS.TEST", f"('{split[1]}',)"]
+    return load_cfg(configs[_ROLE[row]], pre + list(opts or []) + ["SEED", seed] + list(extra))
+
+
 def compare(
     configs: Dict[str, str],
     output_dir: str,
@@ -262,25 +282,13 @@ def compare(
     """
     opts = opts or {}
     rows = [r for r in ("baseline", "kd", "kd_best") if r in configs or r == "baseline"]
-    role = {"baseline": "student", "kd": "kd", "kd_best": "kd_best"}
     teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
     teacher = run_stage(teacher_cfg, os.path.join(output_dir, "teacher"))
 
     def cfg_for(row, seed, split, extra=()):
-        pre = []
-        if row != "baseline":
-            pre = ["KD.TEACHER.CONFIG_FILE", configs["teacher"],
-                   "KD.TEACHER.WEIGHTS", teacher["weights"]]
-        if split == "test":
-            train, test = test_split
-            pre += ["TEST.EVAL_PERIOD", 0, "KD.TEACHER.EVAL_BEFORE_TRAIN", False]
-        else:
-            train, test = val_split
-            if row != "baseline" and diagnostics_period:
-                pre += ["KD.DIAGNOSTICS_PERIOD", diagnostics_period]
-        pre += ["DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}',)"]
-        return load_cfg(configs[role[row]], pre + list(opts.get(role[row], [])) +
-                        ["SEED", seed] + list(extra))
+        return stage_cfg(configs, row, seed, val_split if split == "val" else test_split,
+                         teacher["weights"], split == "val", opts.get(_ROLE[row]),
+                         diagnostics_period, extra)
 
     jobs_list = []  # (group, name, cfg, dir): independent, selection runs first
     if val_split:
