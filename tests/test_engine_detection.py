@@ -141,3 +141,41 @@ def test_periodic_evaluation_writes_a_learning_curve(kd_config, tmp_path):
     assert [r["iter"] for r in curve] == [2, 4]
     assert 0 < curve[0]["seconds"] < curve[1]["seconds"]
     assert all("AP50" in r and "AP" in r for r in curve)
+
+
+@pytest.mark.parametrize("split", ["TEST", "TRAIN"])
+def test_dataset_classes_that_do_not_fit_the_model_are_refused(tmp_path, split):
+    from .detection_utils import tiny_rcnn_cfg
+
+    make_coco_dataset(str(tmp_path / "d"), "kd_test_3cls", n_images=2, seed=0)
+    cfg = short_run(tiny_rcnn_cfg(num_classes=2), ["kd_test_3cls"], ["kd_test_3cls"])
+    if split == "TRAIN":
+        cfg.DATASETS.TEST = ()
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    with pytest.raises(ValueError, match=f"DATASETS.{split}: dataset 'kd_test_3cls' has 3 "
+                                         "classes .* MODEL.ROI_HEADS.NUM_CLASSES=2"):
+        KDTrainer(cfg)
+
+
+def test_teacher_of_other_class_names_is_refused(kd_config, tmp_path):
+    from detectron2.config import get_cfg
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    import kd_det
+
+    if "kd_test_teacher_data" not in DatasetCatalog.list():
+        DatasetCatalog.register("kd_test_teacher_data", list)
+        MetadataCatalog.get("kd_test_teacher_data").thing_classes = ["x", "y", "z"]
+    cfg = get_cfg()
+    kd_det.add_kd_config(cfg)
+    cfg.merge_from_file(kd_config)
+    tcfg = get_cfg()
+    kd_det.add_kd_config(tcfg)
+    tcfg.merge_from_file(cfg.KD.TEACHER.CONFIG_FILE)
+    tcfg.DATASETS.TRAIN = ("kd_test_teacher_data",)
+    path = tmp_path / "teacher.yaml"
+    path.write_text(tcfg.dump())
+    cfg.KD.TEACHER.CONFIG_FILE = str(path)
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    with pytest.raises(ValueError, match="teacher .* trained on 'kd_test_teacher_data'"):
+        KDTrainer(cfg)

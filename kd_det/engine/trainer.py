@@ -14,6 +14,7 @@ import weakref
 import numpy as np
 import torch
 from detectron2.data import (
+    DatasetCatalog,
     MetadataCatalog,
     build_detection_train_loader,
     get_detection_dataset_dicts,
@@ -30,7 +31,7 @@ from ..data import check_dataset_registered
 from ..modeling import DistillRCNN
 from .hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 
-__all__ = ["KDTrainer", "build_evaluator", "check_datasets", "create_ddp_model"]
+__all__ = ["KDTrainer", "build_evaluator", "check_datasets", "check_classes", "create_ddp_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,41 @@ def check_datasets(cfg) -> None:
     for key in ("TRAIN", "TEST"):
         for name in cfg.DATASETS[key]:
             check_dataset_registered(name, f"DATASETS.{key}")
+
+
+def _class_names(name: str):
+    return MetadataCatalog.get(name).get("thing_classes", None)
+
+
+def check_classes(cfg, name: str, key: str, dicts=None) -> None:
+    """Refuse a dataset whose classes do not fit the model: a class list of another length
+    than MODEL.ROI_HEADS.NUM_CLASSES (an extra class would get the background label and be
+    trained as background), a label out of range, or (for DistillRCNN) class names that
+    differ from those of the teacher's training data when its metadata has them."""
+    k = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    dicts = DatasetCatalog.get(name) if dicts is None else dicts  # sets COCO json metadata
+    names = _class_names(name)
+    fix = (f"set MODEL.ROI_HEADS.NUM_CLASSES to the dataset's class count (and use a teacher "
+           f"trained on the same classes), or fix the dataset {name!r}.")
+    if names is not None and len(names) != k:
+        raise ValueError(f"{key}: dataset {name!r} has {len(names)} classes {list(names)[:10]} "
+                         f"but MODEL.ROI_HEADS.NUM_CLASSES={k}; {fix}")
+    top = max((a["category_id"] for d in dicts for a in d.get("annotations", ())), default=-1)
+    if top >= k:
+        raise ValueError(f"{key}: dataset {name!r} has annotations of class index {top} but "
+                         f"MODEL.ROI_HEADS.NUM_CLASSES={k} (index {k} is background); {fix}")
+    if cfg.MODEL.META_ARCHITECTURE == "DistillRCNN" and names is not None:
+        from ..modeling.teacher import build_teacher_cfg
+
+        tcfg = build_teacher_cfg(cfg)
+        for t_name in tcfg.DATASETS.TRAIN:
+            t_names = _class_names(t_name) if t_name in DatasetCatalog.list() else None
+            if t_names is not None and len(t_names) == k and list(t_names) != list(names):
+                raise ValueError(
+                    f"{key}: dataset {name!r} has classes {list(names)[:10]} but the teacher "
+                    f"(KD.TEACHER.CONFIG_FILE) was trained on {t_name!r} with classes "
+                    f"{list(t_names)[:10]}; distil from a teacher of the same classes in the "
+                    "same order.")
 
 
 def build_evaluator(cfg, dataset_name, output_folder=None):
@@ -87,6 +123,8 @@ class _SkippingSampler(TrainingSampler):
 class KDTrainer(DefaultTrainer):
     def __init__(self, cfg):
         check_datasets(cfg)
+        for name in cfg.DATASETS.TEST:  # the training sets are checked as they load
+            check_classes(cfg, name, "DATASETS.TEST")
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
@@ -109,6 +147,8 @@ class KDTrainer(DefaultTrainer):
 
     def build_train_loader(self, cfg):
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+            for name in cfg.DATASETS.TRAIN:
+                check_classes(cfg, name, "DATASETS.TRAIN")
             return super().build_train_loader(cfg)
         dataset = get_detection_dataset_dicts(
             cfg.DATASETS.TRAIN,
@@ -117,6 +157,9 @@ class KDTrainer(DefaultTrainer):
             if cfg.MODEL.KEYPOINT_ON else 0,
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
+        for name in cfg.DATASETS.TRAIN:
+            check_classes(cfg, name, "DATASETS.TRAIN", dataset if len(cfg.DATASETS.TRAIN) == 1
+                          else None)
         seed = cfg.SEED if cfg.SEED >= 0 else None
         self._sampler = _SkippingSampler(len(dataset), seed=seed)
         # A seeded loader draws its worker seeds from its own generator, not from the
