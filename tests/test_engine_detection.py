@@ -179,3 +179,42 @@ def test_teacher_of_other_class_names_is_refused(kd_config, tmp_path):
     cfg.OUTPUT_DIR = str(tmp_path / "out")
     with pytest.raises(ValueError, match="teacher .* trained on 'kd_test_teacher_data'"):
         KDTrainer(cfg)
+
+
+class _CrashAtLastStep(HookBase):
+    def before_step(self):
+        if self.trainer.iter + 1 == self.trainer.max_iter:
+            raise RuntimeError("crash on the last step")
+
+
+def test_a_run_that_fails_on_its_last_step_exports_nothing(kd_config, tmp_path):
+    out = tmp_path / "run"
+    train_net.main(_args(kd_config, out, "KD.TEACHER.EVAL_BEFORE_TRAIN", False))
+    assert (out / "model_final.pth").is_file()
+    (out / "student_final.pth").unlink()  # an older model_final.pth stays in the folder
+    cfg = train_net.setup(_args(kd_config, out, "KD.TEACHER.EVAL_BEFORE_TRAIN", False,
+                                "SOLVER.BASE_LR", 0.05))
+    trainer = KDTrainer(cfg)
+    trainer.register_hooks([_CrashAtLastStep()])
+    trainer.resume_or_load(resume=False)
+    with pytest.raises(RuntimeError, match="last step"):
+        trainer.train()
+    assert not (out / "student_final.pth").exists()
+
+
+def test_export_refuses_a_config_that_does_not_fit_the_weights(kd_config, tmp_path):
+    from kd_det.engine import export_student
+
+    cfg = train_net.setup(_args(kd_config, tmp_path / "x"))
+    ckpt = tmp_path / "model_final.pth"
+    torch.save({"model": build_model(cfg).state_dict()}, ckpt)
+    out = export_student(cfg, str(ckpt), str(tmp_path / "ok"))
+    assert os.path.isfile(out["weights"])
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_student(cfg, str(ckpt), str(tmp_path / "ok"), overwrite=False)
+    wrong = cfg.clone()
+    wrong.defrost()
+    wrong.MODEL.ROI_BOX_HEAD.FC_DIM = 32
+    with pytest.raises(ValueError, match="does not match the student of the given config"):
+        export_student(wrong, str(ckpt), str(tmp_path / "bad"))
+    assert not os.path.exists(tmp_path / "bad")

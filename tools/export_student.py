@@ -19,13 +19,15 @@ def main():
     parser.add_argument("--config-file", required=True, help="the DistillRCNN training config")
     parser.add_argument("--weights", required=True, help="a DistillRCNN checkpoint")
     parser.add_argument("--output", required=True, help="folder for student_final.pth/.yaml")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing export in --output")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
     cfg.merge_from_file(args.config_file, allow_unsafe=False)
     cfg.merge_from_list(args.opts)
-    out = export_student(cfg, args.weights, args.output)
+    out = export_student(cfg, args.weights, args.output, overwrite=args.overwrite)
     print(f"student weights: {out['weights']}\nstudent config:  {out['config']}")
 
 

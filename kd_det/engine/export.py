@@ -37,16 +37,46 @@ def student_config(cfg: CfgNode, weights: str = "") -> CfgNode:
     return out
 
 
+def _check_matches(cfg: CfgNode, state: Dict[str, torch.Tensor], checkpoint_path: str):
+    """The student that `cfg` describes must take exactly these weights: an export whose
+    YAML does not fit its weights would load with a random head and only a warning."""
+    from detectron2.modeling import build_model
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    for key in ("MOBILENET",):  # building must not read ImageNet weights for nothing
+        if key in cfg.MODEL:
+            cfg.MODEL[key].IMAGENET_WEIGHTS = ""
+    model = build_model(cfg)
+    ours = model.state_dict()
+    missing = sorted(set(ours) - set(state))
+    unexpected = sorted(set(state) - set(ours))
+    shapes = sorted(k for k in set(ours) & set(state) if ours[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{checkpoint_path} does not match the student of the given config: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}, other shapes {shapes[:5]}; pass the "
+            "--config-file the checkpoint was trained with.")
+
+
 def export_student(cfg: CfgNode, checkpoint_path: str, output_dir: str,
-                   name: str = "student_final") -> Dict[str, str]:
-    """Write `<name>.pth` ({"model": GeneralizedRCNN weights}) and `<name>.yaml`."""
-    ckpt = safe_torch_load(checkpoint_path)
-    state = ckpt.get("model", ckpt)
-    os.makedirs(output_dir, exist_ok=True)
+                   name: str = "student_final", overwrite: bool = True) -> Dict[str, str]:
+    """Write `<name>.pth` ({"model": GeneralizedRCNN weights}) and `<name>.yaml`, after
+    checking that the config's student takes exactly these weights. With
+    overwrite=False an existing export is refused instead of replaced."""
     weights = os.path.join(output_dir, f"{name}.pth")
     config = os.path.join(output_dir, f"{name}.yaml")
-    atomic_torch_save({"model": student_state_dict(state), "__author__": "kd_det"}, weights)
+    if not overwrite and (os.path.exists(weights) or os.path.exists(config)):
+        raise FileExistsError(f"{weights} or {config} exists already; choose another --output "
+                              "or pass --overwrite.")
+    ckpt = safe_torch_load(checkpoint_path)
+    state = student_state_dict(ckpt.get("model", ckpt))
+    student_cfg = student_config(cfg, weights)
+    _check_matches(student_cfg, state, checkpoint_path)
+    os.makedirs(output_dir, exist_ok=True)
+    atomic_torch_save({"model": state, "__author__": "kd_det"}, weights)
     with open(config + ".tmp", "w") as f:
-        f.write(student_config(cfg, weights).dump())
+        f.write(student_cfg.dump())
     os.replace(config + ".tmp", config)
     return {"weights": weights, "config": config}

@@ -53,9 +53,15 @@ class ExportStudentHook(HookBase):
     def __init__(self, cfg, checkpointer):
         self._cfg = cfg
         self._checkpointer = checkpointer
+        self._finished = False
+
+    def after_step(self):
+        # After the periodic checkpointer (this hook is last): model_final.pth is this run's.
+        self._finished = self.trainer.iter + 1 >= self.trainer.max_iter
 
     def after_train(self):
-        if not comm.is_main_process() or self.trainer.iter + 1 < self.trainer.max_iter:
+        # A run that failed on its last step must not export an older model_final.pth.
+        if not comm.is_main_process() or not self._finished:
             return
         path = os.path.join(self._cfg.OUTPUT_DIR, "model_final.pth")
         if os.path.isfile(path):
