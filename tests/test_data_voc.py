@@ -148,3 +148,54 @@ def test_bccd_metadata_drives_voc_evaluator(shared_data, catalog_names):
         evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
     result = evaluator.evaluate()["bbox"]
     assert result["AP50"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda r: open(f"{r}/Annotations/img1.xml", "w").write("<annotation><size>"),
+     "img1.xml is not valid VOC XML"),
+    (lambda r: open(f"{r}/Annotations/img1.xml", "w").write(
+        XML.format(OBJ.format("RBC", "6O", 1, 9, 9))), "img1.xml has a 'RBC' object without"),
+    (lambda r: open(f"{r}/Annotations/img1.xml", "w").write(
+        XML.format("<object><name>RBC</name></object>")), "img1.xml has a 'RBC' object"),
+    (lambda r: cv2.imwrite(f"{r}/JPEGImages/img1.jpg", np.zeros((31, 40, 3), np.uint8)),
+     "img1.jpg is 40x31 but .*img1.xml says 40x30"),
+    (lambda r: open(f"{r}/JPEGImages/img1.jpg", "wb").write(b"not a jpeg"),
+     "img1.jpg cannot be read"),
+])
+def test_bad_voc_files_are_refused_naming_the_file(tmp_path, catalog_names, edit, match):
+    root = make_voc(tmp_path / "voc", [("RBC", 2, 2, 20, 20)])
+    edit(root)
+    register_voc_layout("kd_test_bad_voc", root, "train", BCCD_CLASSES)
+    catalog_names.append("kd_test_bad_voc")
+    with pytest.raises(ValueError, match=match):
+        DatasetCatalog.get("kd_test_bad_voc")
+
+
+def test_bad_coco_files_are_refused_naming_the_file(tmp_path, catalog_names):
+    import json
+
+    from kd_det.data import register_coco_json
+
+    from .detection_utils import make_coco_dataset
+
+    make_coco_dataset(str(tmp_path / "c"), "kd_test_tmp_coco", n_images=2)
+    catalog_names.append("kd_test_tmp_coco")
+    ann = json.load(open(tmp_path / "c" / "ann.json"))
+    ann["annotations"][0]["bbox"][2] = -10
+    (tmp_path / "neg.json").write_text(json.dumps(ann))
+    register_coco_json("kd_test_neg", tmp_path / "neg.json", tmp_path / "c")
+    catalog_names.append("kd_test_neg")
+    with pytest.raises(ValueError, match="neg.json has a box of negative width"):
+        DatasetCatalog.get("kd_test_neg")
+    ann["annotations"][0]["bbox"][2] = 10
+    ann["images"][1]["height"] = 50
+    (tmp_path / "size.json").write_text(json.dumps(ann))
+    register_coco_json("kd_test_size", tmp_path / "size.json", tmp_path / "c")
+    catalog_names.append("kd_test_size")
+    with pytest.raises(ValueError, match="001.png is 96x96 but .*size.json says 96x50"):
+        DatasetCatalog.get("kd_test_size")
+    os.remove(tmp_path / "c" / "000.png")
+    register_coco_json("kd_test_missing", tmp_path / "c" / "ann.json", tmp_path / "c")
+    catalog_names.append("kd_test_missing")
+    with pytest.raises(FileNotFoundError, match="000.png .*is missing"):
+        DatasetCatalog.get("kd_test_missing")

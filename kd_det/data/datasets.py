@@ -66,7 +66,34 @@ def _load_coco(name: str, json_file: str, image_root: str) -> List[dict]:
                 f"Dataset {name!r}: COCO {what} {path} does not exist. Put the data there "
                 "(layout: datasets/README.md) or register the dataset again with the right "
                 "path: kd_det.data.register_coco_json(name, json_file, image_root).")
-    return load_coco_json(json_file, image_root, name)
+    dicts = load_coco_json(json_file, image_root, name)
+    for d in dicts:
+        _check_image(name, d["file_name"], d.get("height"), d.get("width"), json_file)
+        for a in d.get("annotations", ()):
+            if a.get("bbox_mode") == BoxMode.XYWH_ABS and min(a["bbox"][2:4]) < 0:
+                raise ValueError(
+                    f"Dataset {name!r}: {json_file} has a box of negative width or height "
+                    f"{a['bbox']} (x, y, w, h) in image {d['file_name']}; fix the annotation "
+                    "(COCO boxes are [x, y, width, height] with width, height >= 0).")
+    return dicts
+
+
+def _check_image(name: str, path: str, height, width, source: str) -> None:
+    """The image must exist and have the size its annotations give (read from the file
+    header, not decoded), so that a bad file stops the run before the first step rather
+    than whenever the sampler draws it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Dataset {name!r}: image {path} (listed in {source}) is "
+                                "missing.")
+    try:
+        with Image.open(path) as im:
+            size = im.size
+    except Exception as e:
+        raise ValueError(f"Dataset {name!r}: image {path} cannot be read ({e}).") from e
+    if height and width and size != (width, height):
+        raise ValueError(
+            f"Dataset {name!r}: image {path} is {size[0]}x{size[1]} but {source} says "
+            f"{width}x{height}; fix the annotation or the image.")
 
 
 def register_coco_json(name: str, json_file: str, image_root: str,
@@ -113,11 +140,15 @@ def load_voc_layout(name: str, root: str, split: str,
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"Dataset {name!r}: {path} is missing (image id "
                                         f"{file_id!r} is listed in {split_file}).")
-        tree = ET.parse(anno_file)
-        width, height = (int(tree.findtext(f"./size/{k}", "0")) for k in ("width", "height"))
+        try:
+            tree = ET.parse(anno_file)
+            width, height = (int(tree.findtext(f"./size/{k}", "0")) for k in ("width", "height"))
+        except (ET.ParseError, ValueError) as e:
+            raise ValueError(f"Dataset {name!r}: {anno_file} is not valid VOC XML ({e}).") from e
         if width <= 0 or height <= 0:
             with Image.open(image_file) as im:
                 width, height = im.size
+        _check_image(name, image_file, height, width, anno_file)
         instances = []
         for obj in tree.findall("object"):
             cls = obj.findtext("name", "").strip()
@@ -126,8 +157,12 @@ def load_voc_layout(name: str, root: str, split: str,
                     f"Dataset {name!r}: {anno_file} has an object of class {cls!r}, which is "
                     f"not in the registered class list {list(class_names)}. Register the "
                     "dataset with every class its annotations use.")
-            x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{k}")) for k in
-                              ("xmin", "ymin", "xmax", "ymax"))
+            try:
+                x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{k}")) for k in
+                                  ("xmin", "ymin", "xmax", "ymax"))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"Dataset {name!r}: {anno_file} has a {cls!r} object without "
+                                 f"a numeric <bndbox> xmin/ymin/xmax/ymax ({e}).") from e
             if x1 - x0 < 1 or y1 - y0 < 1:
                 dropped.append(f"{file_id}: {cls} {[x0, y0, x1, y1]}")
                 continue
