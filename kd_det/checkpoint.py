@@ -56,6 +56,15 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
     first read with the restricted unpickler, which refuses anything but arrays, and only
     then handed to Detectron2's loader (`.pth` files already load with weights_only)."""
 
+    def _load_model(self, checkpoint):
+        # DistillRCNN takes plain GeneralizedRCNN weights for its student; rename them
+        # before Detectron2 compares shapes, so that a mismatched head is skipped with a
+        # warning as in plain Detectron2 instead of failing in load_state_dict.
+        remap = getattr(self.model, "plain_to_student_keys", None)
+        if remap is not None and not checkpoint.get("matching_heuristics", False):
+            remap(checkpoint["model"])
+        return super()._load_model(checkpoint)
+
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
             with self.path_manager.open(filename, "rb") as f:

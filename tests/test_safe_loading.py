@@ -82,3 +82,28 @@ def test_exporter_refuses_a_checkpoint_with_a_payload(cfg, tmp_path):
     with pytest.raises(ValueError, match="model_final.pth"):
         export_student(cfg, str(bad), str(tmp_path / "out"))
     assert not proof.exists() and not os.path.exists(tmp_path / "out" / "student_final.pth")
+
+
+def test_teacher_weights_with_nan_are_refused_naming_the_tensor(cfg, tmp_path):
+    ckpt = torch.load(cfg.KD.TEACHER.WEIGHTS, weights_only=True)
+    key = next(k for k in ckpt["model"] if k.endswith("box_predictor.cls_score.weight"))
+    ckpt["model"][key][0, 0] = float("nan")
+    bad = tmp_path / "nan.pth"
+    torch.save(ckpt, bad)
+    cfg.KD.TEACHER.WEIGHTS = str(bad)
+    with pytest.raises(ValueError, match="NaN or infinite values in .*cls_score.weight"):
+        build_model(cfg)
+
+
+def test_pretrained_detector_of_another_class_count_loads_without_its_head(cfg, tmp_path):
+    from .detection_utils import tiny_rcnn_cfg
+
+    other = build_model(tiny_rcnn_cfg(num_classes=7))
+    path = tmp_path / "pretrained.pth"
+    torch.save({"model": other.state_dict()}, path)
+    model = build_model(cfg)
+    SafeDetectionCheckpointer(model).load(str(path))
+    s = model.student.state_dict()
+    o = other.state_dict()
+    assert torch.equal(s["backbone.fpn_lateral2.weight"], o["backbone.fpn_lateral2.weight"])
+    assert s["roi_heads.box_predictor.cls_score.weight"].shape[0] == 4  # 3 classes + bg, kept

@@ -172,11 +172,20 @@ class DistillRCNN(DistillerBase):
     def _accept_plain_student_weights(state_dict, prefix, *args):
         """Let MODEL.WEIGHTS be a plain GeneralizedRCNN checkpoint: its keys go to the
         student (so a pretrained student or ImageNet backbone loads as usual)."""
+        DistillRCNN.plain_to_student_keys(state_dict, prefix)
+
+    @staticmethod
+    def plain_to_student_keys(state_dict, prefix: str = ""):
+        """In place: a plain GeneralizedRCNN state dict's keys moved under `student.`
+        (a DistillRCNN state dict is left as it is). The checkpointer calls it before it
+        compares shapes, so a pretrained detector of another class count loads with its
+        mismatched head skipped, as in Detectron2."""
         ours = (prefix + "student.", prefix + "adapters.")
         keys = [k for k in state_dict if k.startswith(prefix)]
         if keys and not any(k.startswith(ours) for k in keys):
             for k in keys:
                 state_dict[prefix + "student." + k[len(prefix):]] = state_dict.pop(k)
+        return state_dict
 
     @property
     def teacher(self) -> GeneralizedRCNN:

@@ -63,6 +63,11 @@ def load_strict(module: nn.Module, path: str, key: str, checkpointer_cls=None) -
             + ". Check that the teacher config describes the model these weights were "
             "trained with."
         )
+    bad = [k for k, v in module.state_dict().items()
+           if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{key}={path!r} holds NaN or infinite values in {bad[:10]}: the "
+                         "teacher diverged or the file is corrupt; give a finite checkpoint.")
 
 
 class DistillerBase(nn.Module):
