@@ -177,25 +177,36 @@ def _rpn_normalizer(step: KDStep) -> float:
 # ---- Chen et al. (NeurIPS 2017) ------------------------------------------------------
 
 
-@KD_TERM_REGISTRY.register()
 @dataclasses.dataclass(frozen=True)
-class RPNSoftLabel(KDTerm):
-    """loss_rpn_kd_cls: (1 - mu) * class-weighted soft CE of the objectness over the
-    sampled anchors (KD.RPN.MU / TEMPERATURE / BG_WEIGHT)."""
+class _SoftLabel(KDTerm):
+    """Shared settings of the two soft-label terms (KD.<node>.MU / TEMPERATURE /
+    BG_WEIGHT): L_cls = mu * L_hard + (1 - mu) * L_soft, background weighted."""
 
     mu: float
     temperature: float = 1.0
     bg_weight: float = 1.5
-    loss_name: ClassVar[str] = "loss_rpn_kd_cls"
-    needs: ClassVar[Tuple[str, ...]] = ("rpn",)
+    node: ClassVar[str]
+    hard_loss: ClassVar[str]  # the student's own classification loss that mu scales
 
     @classmethod
     def from_config(cls, cfg):
-        n = cfg.KD.RPN
+        n = cfg.KD[cls.node]
         return cls(n.MU, n.TEMPERATURE, n.BG_WEIGHT) if n.ENABLED and n.MU < 1 else None
 
     def hard_loss_scales(self):
-        return {"loss_rpn_cls": self.mu}
+        return {self.hard_loss: self.mu}
+
+
+@KD_TERM_REGISTRY.register()
+@dataclasses.dataclass(frozen=True)
+class RPNSoftLabel(_SoftLabel):
+    """loss_rpn_kd_cls: (1 - mu) * class-weighted soft CE of the objectness over the
+    sampled anchors."""
+
+    loss_name: ClassVar[str] = "loss_rpn_kd_cls"
+    needs: ClassVar[Tuple[str, ...]] = ("rpn",)
+    node: ClassVar[str] = "RPN"
+    hard_loss: ClassVar[str] = "loss_rpn_cls"
 
     def __call__(self, step, module=None):
         _check_rpn_shapes(step)
@@ -215,9 +226,11 @@ class _BoundedRegression(KDTerm):
     mode: str
     weight: float
     margin: float = 0.0
+    node: ClassVar[str]
 
     @classmethod
-    def _from_node(cls, n):
+    def from_config(cls, cfg):
+        n = cfg.KD[cls.node]
         if n.ENABLED and n.REG_MODE != "none" and n.REG_WEIGHT > 0:
             return cls(n.REG_MODE, n.REG_WEIGHT, n.MARGIN)
         return None
@@ -231,10 +244,7 @@ class RPNBoundedRegression(_BoundedRegression):
 
     loss_name: ClassVar[str] = "loss_rpn_kd_reg"
     needs: ClassVar[Tuple[str, ...]] = ("rpn",)
-
-    @classmethod
-    def from_config(cls, cfg):
-        return cls._from_node(cfg.KD.RPN)
+    node: ClassVar[str] = "RPN"
 
     def _inputs(self, step):
         _check_rpn_shapes(step)
@@ -262,23 +272,14 @@ class RPNBoundedRegression(_BoundedRegression):
 
 @KD_TERM_REGISTRY.register()
 @dataclasses.dataclass(frozen=True)
-class ROISoftLabel(KDTerm):
+class ROISoftLabel(_SoftLabel):
     """loss_roi_kd_cls: (1 - mu) * class-weighted soft CE over all sampled ROIs
     (background is the LAST of the K+1 columns, as in Detectron2)."""
 
-    mu: float
-    temperature: float = 1.0
-    bg_weight: float = 1.5
     loss_name: ClassVar[str] = "loss_roi_kd_cls"
     needs: ClassVar[Tuple[str, ...]] = ("roi",)
-
-    @classmethod
-    def from_config(cls, cfg):
-        n = cfg.KD.ROI
-        return cls(n.MU, n.TEMPERATURE, n.BG_WEIGHT) if n.ENABLED and n.MU < 1 else None
-
-    def hard_loss_scales(self):
-        return {"loss_cls": self.mu}
+    node: ClassVar[str] = "ROI"
+    hard_loss: ClassVar[str] = "loss_cls"
 
     def __call__(self, step, module=None):
         k = step.student.roi_heads.num_classes
@@ -296,10 +297,7 @@ class ROIBoundedRegression(_BoundedRegression):
 
     loss_name: ClassVar[str] = "loss_roi_kd_reg"
     needs: ClassVar[Tuple[str, ...]] = ("roi",)
-
-    @classmethod
-    def from_config(cls, cfg):
-        return cls._from_node(cfg.KD.ROI)
+    node: ClassVar[str] = "ROI"
 
     def _inputs(self, step):
         proposals = step.roi.proposals
