@@ -218,3 +218,47 @@ def test_export_refuses_a_config_that_does_not_fit_the_weights(kd_config, tmp_pa
     with pytest.raises(ValueError, match="does not match the student of the given config"):
         export_student(wrong, str(ckpt), str(tmp_path / "bad"))
     assert not os.path.exists(tmp_path / "bad")
+
+
+def test_datasets_from_the_command_line_train_and_evaluate(kd_config, tmp_path):
+    """A user's COCO json (train) and VOC folder (test) registered by arguments alone."""
+    import cv2
+    import numpy as np
+
+    from .detection_utils import make_coco_dataset
+
+    make_coco_dataset(str(tmp_path / "coco"), "kd_tmp_unused", n_images=4, seed=2)
+    voc = tmp_path / "voc"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        os.makedirs(voc / sub)
+    for i in range(2):
+        img = np.full((96, 96, 3), 30, np.uint8)
+        img[10:50, 8:40] = (80, 255, 120)
+        cv2.imwrite(str(voc / "JPEGImages" / f"im{i}.jpg"), img)
+        (voc / "Annotations" / f"im{i}.xml").write_text(
+            "<annotation><size><width>96</width><height>96</height></size><object><name>c0"
+            "</name><pose>x</pose><truncated>0</truncated>{}<bndbox><xmin>9</xmin><ymin>11"
+            "</ymin><xmax>40</xmax><ymax>50</ymax></bndbox></object></annotation>".format(
+                "<difficult>0</difficult>" if i else ""))
+    (voc / "ImageSets" / "Main" / "test.txt").write_text("im0\nim1\n")
+    argv = ["--config-file", kd_config,
+            "--dataset-coco", "cli_train", str(tmp_path / "coco" / "ann.json"),
+            str(tmp_path / "coco"),
+            "--dataset-voc", "cli_test", str(voc), "test", "c0,c1,c2",
+            "OUTPUT_DIR", str(tmp_path / "out"), "DATASETS.TRAIN", '("cli_train",)',
+            "DATASETS.TEST", '("cli_test",)', "KD.TEACHER.EVAL_BEFORE_TRAIN", "False"]
+    # im0 lacks <difficult>: Detectron2's VOC evaluator would fail after training.
+    with pytest.raises(ValueError, match="im0.xml cannot be scored .*<difficult>"):
+        train_net.main(train_net.argument_parser().parse_args(argv))
+    from detectron2.evaluation.pascal_voc_evaluation import parse_rec
+
+    parse_rec.cache_clear()
+    xml = voc / "Annotations" / "im0.xml"
+    xml.write_text(xml.read_text().replace("<truncated>0</truncated>",
+                                           "<truncated>0</truncated><difficult>0</difficult>"))
+    results = train_net.main(train_net.argument_parser().parse_args(argv))
+    assert "AP50" in results["bbox"]
+    bad = argv[:2] + ["--dataset-coco", "cli_bad", str(tmp_path / "nope.json"),
+                      str(tmp_path / "coco")] + argv[6:]
+    with pytest.raises(FileNotFoundError, match="--dataset-coco cli_bad: JSON .*nope.json"):
+        train_net.main(train_net.argument_parser().parse_args(bad))

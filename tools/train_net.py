@@ -5,6 +5,14 @@ students alike, with Detectron2's usual arguments.
     python tools/train_net.py --config-file configs/builtin/kd.yaml
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
     python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 32
+
+Your own data without code: register datasets from the command line (repeatable), then
+name them in DATASETS.TRAIN / DATASETS.TEST:
+
+    python tools/train_net.py --config-file configs/builtin/kd.yaml \
+        --dataset-coco mine_train ann/train.json images/train \
+        --dataset-voc mine_val /data/MyVOC test cat,dog \
+        DATASETS.TRAIN '("mine_train",)' DATASETS.TEST '("mine_val",)'
 """
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
@@ -13,10 +21,12 @@ from detectron2.utils.logger import setup_logger
 
 import kd_det
 from kd_det.checkpoint import SafeDetectionCheckpointer
+from kd_det.data import add_dataset_arguments, register_from_arguments
 from kd_det.engine import KDTrainer, check_datasets
 
 
 def setup(args):
+    register_from_arguments(args)
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
     cfg.merge_from_file(args.config_file, allow_unsafe=False)
@@ -42,7 +52,11 @@ def main(args):
     return trainer.train()
 
 
+def argument_parser():
+    return add_dataset_arguments(default_argument_parser())
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

@@ -3,12 +3,15 @@ from .builtin import BUILTIN_CLASSES, BuiltinSpec, builtin_root, prepare_builtin
 from .datasets import (
     BCCD_CLASSES,
     DatasetNotRegisteredError,
+    add_dataset_arguments,
     bccd_root,
     check_dataset_registered,
+    check_voc_evaluable,
     load_voc_layout,
     register_all,
     register_builtin,
     register_coco_json,
+    register_from_arguments,
     register_voc_layout,
 )
 from .lr_degrade import LR_SIZES, LRDegradation, down_up
@@ -20,14 +23,17 @@ __all__ = [
     "DatasetNotRegisteredError",
     "LRDegradation",
     "LR_SIZES",
+    "add_dataset_arguments",
     "bccd_root",
     "builtin_root",
     "check_dataset_registered",
+    "check_voc_evaluable",
     "down_up",
     "load_voc_layout",
     "prepare_builtin",
     "register_all",
     "register_builtin",
     "register_coco_json",
+    "register_from_arguments",
     "register_voc_layout",
 ]

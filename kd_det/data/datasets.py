@@ -22,9 +22,12 @@ from .builtin import BUILTIN_CLASSES, BuiltinSpec, builtin_root, prepare_builtin
 
 __all__ = [
     "BCCD_CLASSES",
+    "add_dataset_arguments",
+    "register_from_arguments",
     "DatasetNotRegisteredError",
     "bccd_root",
     "check_dataset_registered",
+    "check_voc_evaluable",
     "load_voc_layout",
     "register_all",
     "register_builtin",
@@ -255,3 +258,60 @@ def check_dataset_registered(name: str, key: str = "DATASETS.TRAIN") -> None:
         "kd_det.data.register_coco_json(name, json_file, image_root) or "
         "register_voc_layout(name, root, split, class_names) before training "
         "(see datasets/README.md).")
+
+
+def check_voc_evaluable(name: str) -> None:
+    """A VOC-layout test set must parse with Detectron2's PASCAL VOC evaluator, which needs
+    <pose>, <truncated>, <difficult> and integer <bndbox> coordinates in every object:
+    refuse it before training rather than fail at the first evaluation."""
+    from detectron2.evaluation.pascal_voc_evaluation import parse_rec
+
+    meta = MetadataCatalog.get(name)
+    if meta.get("evaluator_type", "") != "pascal_voc":
+        return
+    for d in DatasetCatalog.get(name):
+        path = os.path.join(meta.dirname, "Annotations", f"{d['image_id']}.xml")
+        try:
+            parse_rec(path)
+        except Exception as e:
+            raise ValueError(
+                f"DATASETS.TEST: dataset {name!r}: {path} cannot be scored by Detectron2's "
+                f"PASCAL VOC evaluator ({type(e).__name__}: {e}); every <object> needs "
+                "<name>, <pose>, <truncated>, <difficult> and an integer <bndbox>.") from e
+
+
+# ---------------------------------------------------------------------------------------
+# From the command line
+
+
+def add_dataset_arguments(parser):
+    """--dataset-coco NAME JSON IMAGE_DIR and --dataset-voc NAME DIR SPLIT CLASS[,CLASS...],
+    each repeatable: register a user's data for DATASETS.TRAIN / DATASETS.TEST."""
+    parser.add_argument("--dataset-coco", nargs=3, action="append", default=[],
+                        metavar=("NAME", "JSON", "IMAGE_DIR"),
+                        help="register a COCO-json dataset (repeatable)")
+    parser.add_argument("--dataset-voc", nargs=4, action="append", default=[],
+                        metavar=("NAME", "DIR", "SPLIT", "CLASSES"),
+                        help="register a VOC-layout folder; CLASSES comma-separated, in label "
+                             "order (repeatable)")
+    return parser
+
+
+def register_from_arguments(args) -> None:
+    """Register the datasets of add_dataset_arguments, checking the paths now so that a bad
+    one is refused before any model is built, naming the argument."""
+    for name, json_file, image_root in getattr(args, "dataset_coco", []):
+        for what, path, ok in (("JSON", json_file, os.path.isfile),
+                               ("IMAGE_DIR", image_root, os.path.isdir)):
+            if not ok(path):
+                raise FileNotFoundError(f"--dataset-coco {name}: {what} {path} does not exist.")
+        register_coco_json(name, os.path.abspath(json_file), os.path.abspath(image_root))
+    for name, root, split, classes in getattr(args, "dataset_voc", []):
+        split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+        if not os.path.isfile(split_file):
+            raise FileNotFoundError(f"--dataset-voc {name}: {split_file} does not exist (DIR "
+                                    "must hold Annotations/, JPEGImages/, ImageSets/Main/).")
+        names = [c.strip() for c in classes.split(",") if c.strip()]
+        if not names:
+            raise ValueError(f"--dataset-voc {name}: CLASSES is empty; give them comma-separated.")
+        register_voc_layout(name, root, split, names)

@@ -27,7 +27,7 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import SafeDetectionCheckpointer
-from ..data import check_dataset_registered
+from ..data import check_dataset_registered, check_voc_evaluable
 from ..modeling import DistillRCNN
 from .hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 
@@ -125,6 +125,7 @@ class KDTrainer(DefaultTrainer):
         check_datasets(cfg)
         for name in cfg.DATASETS.TEST:  # the training sets are checked as they load
             check_classes(cfg, name, "DATASETS.TEST")
+            check_voc_evaluable(name)
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
