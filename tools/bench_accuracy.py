@@ -51,13 +51,19 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS),
                         help="options of the validation search (default: all)")
+    parser.add_argument("--selection-only", action="store_true",
+                        help="run the teacher and the selection (train -> val) stages only")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 seed, 20 iterations, no option search")
     parser.add_argument("--work-dir", default="output/bench_bccd")
-    parser.add_argument("--output", default="results/bccd_accuracy.json")
+    parser.add_argument("--output", default="",
+                        help="results JSON (default results/bccd_accuracy.json, or "
+                             "results/bccd_selection.json with --selection-only)")
     add_run_arguments(parser)
     args = parser.parse_args()
     apply_run_arguments(args)
+    args.output = args.output or ("results/bccd_selection.json" if args.selection_only
+                                  else "results/bccd_accuracy.json")
     if not args.data and os.path.isdir(SHARED_BCCD):
         args.data = SHARED_BCCD
     if args.data:
@@ -74,7 +80,8 @@ def main():
         args.output = os.path.join(args.work_dir, "results.json")
     results = compare(CONFIGS, args.work_dir, seeds, val_split=("bccd_train", "bccd_val"),
                       test_split=("bccd_trainval", "bccd_test"), opts=opts, ablations=options,
-                      diagnostics_period=10 if args.quick else 50, jobs=args.jobs)
+                      diagnostics_period=10 if args.quick else 50, jobs=args.jobs,
+                      selection_only=args.selection_only)
     results["command"] = " ".join(["python"] + sys.argv)
     results["machine"] = machine_info()
     png = os.path.splitext(args.output)[0] + ".png"

@@ -264,6 +264,7 @@ def compare(
     diagnostics_period: int = 0,
     timing_images: int = 20,
     jobs: int = 1,
+    selection_only: bool = False,
 ) -> Dict:
     """Teacher (trained once, by its own config), then baseline, Chen's recipe (`kd`) and
     kd_det's best recipe (`kd_best`, when configs has it):
@@ -278,7 +279,8 @@ def compare(
     The test runs of the rows are reported as per-seed lists; the teacher's AP is its
     weights' AP on the test dataset. opts: extra KEY VALUE lists per role (e.g. a shorter
     schedule). Stages run `jobs` at a time (one torch thread each when jobs > 1) and are
-    cached and resumable.
+    cached and resumable; `selection_only` stops after the selection runs (a benchmark
+    split over sessions reports its validation part first).
     """
     opts = opts or {}
     rows = [r for r in ("baseline", "kd", "kd_best") if r in configs or r == "baseline"]
@@ -298,7 +300,7 @@ def compare(
         for name, extra in (ablations or {}).items():
             jobs_list.append(("ablation", name, cfg_for("kd", seeds[0], "val", extra),
                               os.path.join(output_dir, "val", f"{name}_s{seeds[0]}")))
-    for seed in seeds:
+    for seed in [] if selection_only else seeds:
         for row in rows:
             jobs_list.append(("test", row, cfg_for(row, seed, "test"),
                               os.path.join(output_dir, "test", f"{row}_s{seed}")))
@@ -313,19 +315,24 @@ def compare(
     by_group: Dict[str, Dict[str, List]] = {"val": {}, "ablation": {}, "test": {}}
     for (group, name, _, d), stage in zip(jobs_list, stages):
         by_group[group].setdefault(name, []).append(dict(stage, dir=d))
-    results["teacher"] = summarize([evaluate_weights(
-        teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))])
-    results["teacher"]["train_seconds"] = [teacher["train_seconds"]]
-    for row in rows:
-        results[row] = summarize(by_group["test"][row])
-    for row in rows[1:]:
-        results[f"gap_closed_AP50_{row}"] = _gap_closed(results, row, "AP50")
-        results[f"gap_closed_AP_{row}"] = _gap_closed(results, row, "AP")
-    # Today's layout: gap_closed_AP50 / gap_closed_AP are Chen's recipe's.
-    results["gap_closed_AP50"] = results.get("gap_closed_AP50_kd")
-    results["gap_closed_AP"] = results.get("gap_closed_AP_kd")
+    if not selection_only:
+        results["teacher"] = summarize([evaluate_weights(
+            teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))])
+        results["teacher"]["train_seconds"] = [teacher["train_seconds"]]
+        for row in rows:
+            results[row] = summarize(by_group["test"][row])
+        for row in rows[1:]:
+            results[f"gap_closed_AP50_{row}"] = _gap_closed(results, row, "AP50")
+            results[f"gap_closed_AP_{row}"] = _gap_closed(results, row, "AP")
+        # Today's layout: gap_closed_AP50 / gap_closed_AP are Chen's recipe's.
+        results["gap_closed_AP50"] = results.get("gap_closed_AP50_kd")
+        results["gap_closed_AP"] = results.get("gap_closed_AP_kd")
     if val_split:
-        results["validation"] = {row: summarize(by_group["val"][row]) for row in rows}
+        val = {"teacher": summarize([teacher]), **{row: summarize(by_group["val"][row])
+                                                    for row in rows}}
+        results["validation"] = val
+        results["validation_gap_closed"] = {
+            row: {m: _gap_closed(val, row, m) for m in ("AP50", "AP")} for row in rows[1:]}
         results["ablation"] = {name: summarize(st) for name, st in by_group["ablation"].items()}
         results["curves"] = {"teacher": read_curve(os.path.join(output_dir, "teacher"))}
         for row in rows:
@@ -347,7 +354,8 @@ def compare(
         "teacher_s_per_img": inference_seconds_per_image(
             teacher_cfg, teacher["weights"], timing_images),
         "student_s_per_img": inference_seconds_per_image(
-            student_cfg, by_group["test"]["baseline"][0]["weights"], timing_images),
+            student_cfg, by_group["test" if not selection_only else "val"]["baseline"][0][
+                "weights"], timing_images),
         "torch_threads": torch.get_num_threads(),
     }
     results["speed"]["student_speedup"] = (
@@ -379,18 +387,20 @@ def write_report(results: Dict, json_path: str, png_path: str, title: str) -> No
     import matplotlib.pyplot as plt
 
     save_json(json_path, results)
-    rows = [r for r in ("teacher", "baseline", "kd", "kd_best") if r in results]
+    split = "test" if "baseline" in results else "validation"
+    src = results if split == "test" else results["validation"]
+    rows = [r for r in ("teacher", "baseline", "kd", "kd_best") if r in src]
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     for ax, metric in zip(axes[:2], ("AP", "AP50")):
-        stats = [results[r][f"{metric}_stats"] for r in rows]
+        stats = [src[r][f"{metric}_stats"] for r in rows]
         ax.bar(range(len(rows)), [s["mean"] for s in stats], yerr=[s["std"] for s in stats],
                capsize=3, color=[f"C{i}" for i in range(len(rows))])
         for i, (r, st) in enumerate(zip(rows, stats)):
-            ax.scatter([i] * len(results[r][metric]), results[r][metric], color="k", s=8)
+            ax.scatter([i] * len(src[r][metric]), src[r][metric], color="k", s=8)
             ax.text(i, st["mean"], f"{st['mean']:.1f}", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels(rows)
-        ax.set_title(f"test {metric} (mean ± std, dots: seeds)")
+        ax.set_title(f"{split} {metric} (mean ± std, dots: seeds)")
     ax = axes[2]
     for i, r in enumerate(rows):
         curve = results.get("curves", {}).get(r) or []
@@ -413,32 +423,41 @@ def write_report(results: Dict, json_path: str, png_path: str, title: str) -> No
 
 
 def format_table(results: Dict) -> str:
-    """A Markdown table of the comparison (mean +- std over seeds, per-seed values)."""
-    lines = ["| model | test AP50 | test AP | per-seed AP50 | per-seed AP |",
-             "|---|---|---|---|---|"]
-    for name in ("teacher", "baseline", "kd", "kd_best"):
-        if name not in results:
-            continue
-        r = results[name]
-        a50, ap = r["AP50_stats"], r["AP_stats"]
-        lines.append(f"| {name} | {a50['mean']:.1f} ± {a50['std']:.1f} | "
-                     f"{ap['mean']:.1f} ± {ap['std']:.1f} | "
-                     f"{', '.join(f'{v:.1f}' for v in r['AP50'])} | "
-                     f"{', '.join(f'{v:.1f}' for v in r['AP'])} |")
-    if results.get("ablation"):
-        lines += ["", "| validation run (seed 0) | val AP50 | val AP |", "|---|---|---|"]
-        val = dict(results.get("validation", {}), **results["ablation"])
-        for name, r in val.items():
+    """Markdown tables of the comparison: test rows (mean +- std, per-seed values) when
+    they ran, the validation runs, gap closed, time-to-accuracy, FLOPs and speed."""
+    lines = []
+    if "baseline" in results:
+        lines += ["| model | test AP50 | test AP | per-seed AP50 | per-seed AP |",
+                  "|---|---|---|---|---|"]
+        for name in ("teacher", "baseline", "kd", "kd_best"):
+            if name in results:
+                r = results[name]
+                a50, ap = r["AP50_stats"], r["AP_stats"]
+                lines.append(f"| {name} | {a50['mean']:.1f} ± {a50['std']:.1f} | "
+                             f"{ap['mean']:.1f} ± {ap['std']:.1f} | "
+                             f"{', '.join(f'{v:.1f}' for v in r['AP50'])} | "
+                             f"{', '.join(f'{v:.1f}' for v in r['AP'])} |")
+        lines.append("")
+    if results.get("validation"):
+        lines += ["| validation run (seed 0) | val AP50 | val AP |", "|---|---|---|"]
+        for name, r in dict(results["validation"], **results.get("ablation", {})).items():
             lines.append(f"| {name} | {r['AP50'][0]:.1f} | {r['AP'][0]:.1f} |")
-    sp, fl = results["speed"], results["flops"]
-    lines.append("")
+        lines.append("")
     for row in ("kd", "kd_best"):
+        parts = []
         if f"gap_closed_AP50_{row}" in results:
-            tta = results.get("time_to_accuracy", {}).get(row)
-            lines.append(f"{row}: gap closed AP50 {results[f'gap_closed_AP50_{row}']:.2f}, "
-                         f"AP {results[f'gap_closed_AP_{row}']:.2f}; time to the baseline's "
-                         "final val AP50: " + (f"{tta:.2f}x the baseline's" if tta is not None
-                                               else "not reached") + ".")
+            parts.append(f"test gap closed AP50 {results[f'gap_closed_AP50_{row}']:.2f}, "
+                         f"AP {results[f'gap_closed_AP_{row}']:.2f}")
+        if row in results.get("validation_gap_closed", {}):
+            g = results["validation_gap_closed"][row]
+            parts.append(f"validation gap closed AP50 {g['AP50']:.2f}, AP {g['AP']:.2f}")
+        if row in results.get("time_to_accuracy", {}):
+            tta = results["time_to_accuracy"][row]
+            parts.append("time to the baseline's final val AP50: " + (
+                f"{tta:.2f}x the baseline's" if tta is not None else "not reached"))
+        if parts:
+            lines.append(f"{row}: " + "; ".join(parts) + ".")
+    sp, fl = results["speed"], results["flops"]
     lines.append(f"Backbone+FPN: teacher {fl['teacher_backbone_gflops']:.2f} GFLOPs, student "
                  f"{fl['student_backbone_gflops']:.2f} ({fl['backbone_ratio']:.1f}x). CPU "
                  f"inference ({sp['torch_threads']} threads, batch 1): teacher "
