@@ -12,10 +12,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_every_row(shared_data, tmp_path):
-    out = tmp_path / "bccd.json"
     subprocess.run([sys.executable, "tools/bench_accuracy.py", "--quick", "--threads", "1",
                     "--data", os.path.join(shared_data, "BCCD"), "--work-dir",
-                    str(tmp_path / "work"), "--output", str(out)], cwd=ROOT, check=True)
+                    str(tmp_path / "work")], cwd=ROOT, check=True)
     res = json.loads((tmp_path / "work_quick" / "results.json").read_text())
     for row in ("teacher", "baseline", "kd"):
         assert len(res[row]["AP50"]) == 1 and 0 <= res[row]["AP"][0] <= 100
