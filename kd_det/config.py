@@ -5,11 +5,14 @@ Defaults follow Chen et al. (NeurIPS 2017): gamma (hint) = 0.5, T = 1, backgroun
 re-implementations use mu in {0.5, 0.6} and m in {1e-5, 0.01, 0.2}; the defaults below
 (0.5, 0.0) are documented choices, not the authors' confirmed values.
 """
+import logging
 import math
 
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_kd_config", "validate_kd_config"]
+
+logger = logging.getLogger(__name__)
 
 _REG_MODES = ("bounded", "l2", "none")
 _ADAPTERS = ("conv1x1", "none")
@@ -69,6 +72,14 @@ def add_kd_config(cfg: CN) -> None:
     # student, its ratio to the task losses', the fraction of boxes where the bounded
     # regression acts and the hint per feature level (0: off; costs one backward per loss).
     _C.KD.DIAGNOSTICS_PERIOD = 0
+
+    # Pre-flight check of every training and test set before the first step (plain
+    # detectors trained with kd_det too): image headers and boxes. "error" refuses the
+    # first bad record naming the file; "drop" trains without bad boxes/images and lists
+    # them in OUTPUT_DIR/preflight_<dataset>.json; "off" skips it. Larger datasets are
+    # checked on a seeded sample of DATA_CHECK_MAX_IMAGES images.
+    _C.KD.DATA_CHECK = "error"
+    _C.KD.DATA_CHECK_MAX_IMAGES = 20000
 
     _C.KD.HINT = CN()
     _C.KD.HINT.ENABLED = True
@@ -136,6 +147,9 @@ def validate_kd_config(cfg: CN) -> None:
         _check(0.0 <= node.MU <= 1.0, f"{key}.MU", f"must be in [0, 1], got {node.MU}.")
         _check(math.isfinite(node.TEMPERATURE) and 1e-2 <= node.TEMPERATURE <= 100,
                f"{key}.TEMPERATURE", f"must be in [0.01, 100], got {node.TEMPERATURE}.")
+        if not 0.5 <= node.TEMPERATURE <= 20:
+            logger.warning("%s.TEMPERATURE=%s is outside the usual 0.5-20 (Chen et al.: 1).",
+                           key, node.TEMPERATURE)
         _check_weight(node.BG_WEIGHT, f"{key}.BG_WEIGHT")
         _check(node.REG_MODE in _REG_MODES, f"{key}.REG_MODE", f"must be one of {_REG_MODES}.")
         _check_weight(node.REG_WEIGHT, f"{key}.REG_WEIGHT")
@@ -151,9 +165,14 @@ def validate_kd_config(cfg: CN) -> None:
            "KD.ROI.ENABLED True with KD.ROI.MU < 1) or train a plain GeneralizedRCNN.")
 
 
-def _check_weight(value: float, key: str, limit: float = 1e4) -> None:
+def _check_weight(value: float, key: str, limit: float = 1e4, usual: float = 100) -> None:
+    """Refuse non-finite, negative or absurd weights; warn above the usual range (loss
+    weights of detection KD methods stay below 100: Chen 0.5-1, PKD 6, FGD up to 50)."""
     _check(math.isfinite(value) and 0 <= value <= limit, key,
            f"must be a finite weight in [0, {limit:g}], got {value}.")
+    if value > usual:
+        logger.warning("%s=%s is above the usual range (<= %g); check the loss scale.",
+                       key, value, usual)
 
 
 def active_kd_terms(cfg: CN):

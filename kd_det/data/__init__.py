@@ -15,6 +15,7 @@ from .datasets import (
     register_voc_layout,
 )
 from .lr_degrade import LR_SIZES, LRDegradation, down_up
+from .preflight import PREFLIGHT_MODES, NamedErrorMapper, check_records
 
 __all__ = [
     "BCCD_CLASSES",
@@ -23,10 +24,13 @@ __all__ = [
     "DatasetNotRegisteredError",
     "LRDegradation",
     "LR_SIZES",
+    "NamedErrorMapper",
+    "PREFLIGHT_MODES",
     "add_dataset_arguments",
     "bccd_root",
     "builtin_root",
     "check_dataset_registered",
+    "check_records",
     "check_voc_evaluable",
     "down_up",
     "load_voc_layout",

@@ -16,6 +16,7 @@ import torch
 from detectron2.data import (
     DatasetCatalog,
     MetadataCatalog,
+    build_detection_test_loader,
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
@@ -27,7 +28,12 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import SafeDetectionCheckpointer
-from ..data import check_dataset_registered, check_voc_evaluable
+from ..data import (
+    NamedErrorMapper,
+    check_dataset_registered,
+    check_records,
+    check_voc_evaluable,
+)
 from ..modeling import DistillRCNN
 from .hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 
@@ -78,6 +84,11 @@ def check_classes(cfg, name: str, key: str, dicts=None) -> None:
                     "same order.")
 
 
+def _checked_test_dicts(cfg, name: str):
+    return check_records(DatasetCatalog.get(name), name, cfg.KD.DATA_CHECK,
+                         cfg.KD.DATA_CHECK_MAX_IMAGES, cfg.OUTPUT_DIR)
+
+
 def build_evaluator(cfg, dataset_name, output_folder=None):
     """COCO AP for COCO-format datasets, PASCAL VOC mAP@0.5 (+0.5:0.95 mean) for VOC ones."""
     kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "")
@@ -124,7 +135,8 @@ class KDTrainer(DefaultTrainer):
     def __init__(self, cfg):
         check_datasets(cfg)
         for name in cfg.DATASETS.TEST:  # the training sets are checked as they load
-            check_classes(cfg, name, "DATASETS.TEST")
+            dicts = _checked_test_dicts(cfg, name)
+            check_classes(cfg, name, "DATASETS.TEST", dicts)
             check_voc_evaluable(name)
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
@@ -147,10 +159,8 @@ class KDTrainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_train_loader(self, cfg):
-        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-            for name in cfg.DATASETS.TRAIN:
-                check_classes(cfg, name, "DATASETS.TRAIN")
-            return super().build_train_loader(cfg)
+        """Detectron2's loader over the checked training dicts (classes, pre-flight), with
+        a resumable sampler when DATALOADER.SAMPLER_TRAIN is TrainingSampler."""
         dataset = get_detection_dataset_dicts(
             cfg.DATASETS.TRAIN,
             filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
@@ -161,12 +171,21 @@ class KDTrainer(DefaultTrainer):
         for name in cfg.DATASETS.TRAIN:
             check_classes(cfg, name, "DATASETS.TRAIN", dataset if len(cfg.DATASETS.TRAIN) == 1
                           else None)
+        dataset = check_records(dataset, "+".join(cfg.DATASETS.TRAIN), cfg.KD.DATA_CHECK,
+                                cfg.KD.DATA_CHECK_MAX_IMAGES, cfg.OUTPUT_DIR)
         seed = cfg.SEED if cfg.SEED >= 0 else None
-        self._sampler = _SkippingSampler(len(dataset), seed=seed)
+        if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
+            self._sampler = _SkippingSampler(len(dataset), seed=seed)
         # A seeded loader draws its worker seeds from its own generator, not from the
         # global torch RNG that resume restores.
         return build_detection_train_loader(cfg, dataset=dataset, sampler=self._sampler,
-                                            seed=seed)
+                                            mapper=NamedErrorMapper(cfg, True), seed=seed)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(_checked_test_dicts(cfg, dataset_name),
+                                           mapper=NamedErrorMapper(cfg, False),
+                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
