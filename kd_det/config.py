@@ -58,6 +58,9 @@ def add_kd_config(cfg: CN) -> None:
     # Evaluate the teacher on DATASETS.TEST once before the first KD step and log its AP,
     # so that a teacher that loaded wrong is caught at once.
     _C.KD.TEACHER.EVAL_BEFORE_TRAIN = True
+    # The teacher's YAML is read as safe YAML (a !!python tag could run code); set True
+    # only for a file you trust that needs such tags.
+    _C.KD.TEACHER.ALLOW_UNSAFE_YAML = False
 
     _C.KD.STUDENT = CN()
     # Weight inheritance (FGD, Yang et al. CVPR 2022, "inheriting strategy"): before

@@ -39,9 +39,12 @@ def build_teacher_cfg(cfg: CfgNode) -> CfgNode:
     tcfg = get_cfg()
     add_kd_config(tcfg)
     try:
-        tcfg.merge_from_file(path, allow_unsafe=False)
+        tcfg.merge_from_file(path, allow_unsafe=cfg.KD.TEACHER.ALLOW_UNSAFE_YAML)
     except Exception as e:
-        raise ValueError(f"KD.TEACHER.CONFIG_FILE={path!r} could not be read: {e}") from e
+        hint = ("" if cfg.KD.TEACHER.ALLOW_UNSAFE_YAML else " It is read as safe YAML: a "
+                "!!python tag could run code. If you trust the file and need its tags, set "
+                "KD.TEACHER.ALLOW_UNSAFE_YAML True.")
+        raise ValueError(f"KD.TEACHER.CONFIG_FILE={path!r} could not be read: {e}.{hint}") from e
     tcfg.merge_from_list(list(cfg.KD.TEACHER.OPTS))
     if tcfg.MODEL.META_ARCHITECTURE == "DistillRCNN":
         raise ValueError(
