@@ -164,15 +164,15 @@ def backbone_gflops(cfg: CfgNode) -> float:
     return flops.total() / 1e9
 
 
-def read_curve(output_dir: str, metric: str = "bbox/AP50") -> List[Dict]:
-    """[{iter, seconds, AP, AP50}] of a stage trained with TEST.EVAL_PERIOD > 0."""
+def read_curve(output_dir: str) -> List[Dict]:
+    """[{iter, seconds, AP, AP50, AP75}] of a stage trained with TEST.EVAL_PERIOD > 0."""
     path = os.path.join(output_dir, "curve.json")
     if not os.path.isfile(path):
         return []
     with open(path) as f:
         rows = json.load(f)
     return [{"iter": r["iter"], "seconds": r["seconds"], "AP": r["bbox/AP"],
-             "AP50": r["bbox/AP50"]} for r in rows]
+             "AP50": r["bbox/AP50"], "AP75": r.get("bbox/AP75")} for r in rows]
 
 
 def read_diagnostics(output_dir: str) -> Dict[str, Dict[str, float]]:
