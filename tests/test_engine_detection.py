@@ -49,6 +49,8 @@ def test_train_evaluate_export_and_eval_only(kd_config, tmp_path):
     lines = [json.loads(x) for x in open(out / "metrics.json")]
     assert any("loss_roi_kd_cls" in x and "loss_hint" in x for x in lines)
     assert any(k.startswith("teacher/kd_test_val/bbox/AP") for x in lines for k in x)
+    log = (out / "log.txt").read_text()  # kd_det's own lines reach log.txt
+    assert "Loaded teacher weights" in log and "Exported the student" in log
     ckpt = torch.load(out / "model_final.pth", weights_only=False)
     assert all(k.startswith(("student.", "adapters.")) for k in ckpt["model"])
     assert (out / "student_final.pth").is_file() and (out / "student_final.yaml").is_file()
