@@ -17,3 +17,16 @@ def shared_data():
     if not os.path.isdir(SHARED_DATA):
         pytest.skip(f"real data folder {SHARED_DATA} is absent (set KD_DET_SHARED_DATA)")
     return os.path.abspath(SHARED_DATA)
+
+
+@pytest.fixture
+def catalog_names():
+    """Names a test registers; removed from Detectron2's catalogs afterwards."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    names = []
+    yield names
+    for name in names:
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)

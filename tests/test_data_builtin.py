@@ -33,16 +33,6 @@ def tiny_root(tmp_path_factory):
     return prepare_builtin(str(tmp_path_factory.mktemp("builtin") / "set"), TINY)
 
 
-@pytest.fixture
-def catalog_names():
-    """Names a test registers; removed from Detectron2's catalogs afterwards."""
-    names = []
-    yield names
-    for name in names:
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
-
 
 def test_same_seed_same_bytes_other_seed_other_images(tiny_root, tmp_path):
     first = _files(tiny_root)

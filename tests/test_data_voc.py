@@ -39,15 +39,6 @@ def make_voc(root, objects, with_imagesets=True):
     return str(root)
 
 
-@pytest.fixture
-def catalog_names():
-    names = []
-    yield names
-    for name in names:
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
-
 
 def test_zero_area_boxes_dropped_and_voc_coordinates(tmp_path, catalog_names):
     root = make_voc(tmp_path / "voc", [("cat", 5, 6, 20, 25), ("dog", 7, 7, 7, 12),

@@ -1,15 +1,12 @@
 """ClsTrainer: the shared AuxTrainer engine for teachers, students and every KD method."""
 import logging
-import os
 from typing import Dict
 
 import torch
 from detectron2.engine import HookBase
 from detectron2.evaluation import inference_context
 
-from kd_det.checkpoint import safe_torch_load
-from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
-from kd_det.modeling.frozen import load_strict
+from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader, load_aux_teacher
 
 from .config import check_cls_config, check_disc_hidden
 from .data import load_split
@@ -23,16 +20,8 @@ logger = logging.getLogger(__name__)
 
 def load_teacher(cfg, path: str, key: str = "CLS.TEACHER.WEIGHTS"):
     """A CLS.TEACHER network with the weights of a CLS.METHOD none run (under "student.")."""
-    if os.path.isfile(path):
-        state = safe_torch_load(path)
-        fc = state.get("model", state).get("student.fc.weight") if isinstance(state, dict) else None
-        if fc is not None and fc.shape[0] != cfg.CLS.NUM_CLASSES:
-            raise ValueError(
-                f"{key}={path!r} is a teacher with {fc.shape[0]} classes but CLS.NUM_CLASSES="
-                f"{cfg.CLS.NUM_CLASSES}: distil from a teacher trained on the same classes")
-    teacher = build_classifier(cfg.CLS.TEACHER, cfg.CLS.NUM_CLASSES)
-    load_strict(torch.nn.ModuleDict({"student": teacher}), path, key=key)
-    return teacher
+    return load_aux_teacher(build_classifier(cfg.CLS.TEACHER, cfg.CLS.NUM_CLASSES), path, key,
+                            "fc.weight", cfg.CLS.NUM_CLASSES, "CLS.NUM_CLASSES", "classes")
 
 
 @torch.no_grad()

@@ -21,10 +21,28 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from fvcore.common.checkpoint import Checkpointer
 
+from ..checkpoint import safe_torch_load
 from ..modeling.frozen import load_strict
 from ..utils.reporting import save_json
 
-__all__ = ["get_aux_cfg", "setup_cfg", "AuxTrainer", "build_infinite_loader"]
+__all__ = ["get_aux_cfg", "setup_cfg", "AuxTrainer", "build_infinite_loader", "load_aux_teacher"]
+
+
+def load_aux_teacher(net: torch.nn.Module, path: str, key: str, head: str, expected: int,
+                     count_key: str, what: str) -> torch.nn.Module:
+    """Load a teacher that an auxiliary trainer saved (weights under "student.") strictly
+    into `net`. A checkpoint whose `head` weight has another number of outputs than
+    `expected` (the config's `count_key`) is refused first, naming both."""
+    if os.path.isfile(path):
+        state = safe_torch_load(path)
+        weight = state.get("model", state).get(f"student.{head}") \
+            if isinstance(state, dict) else None
+        if weight is not None and weight.shape[0] != expected:
+            raise ValueError(
+                f"{key}={path!r} is a teacher of {weight.shape[0]} {what} but {count_key}="
+                f"{expected}: distil from a teacher trained on the same {what}")
+    load_strict(torch.nn.ModuleDict({"student": net}), path, key=key)
+    return net
 
 
 def get_aux_cfg() -> CfgNode:
@@ -57,7 +75,7 @@ def setup_cfg(defaults, config_file: str = "", opts=()) -> CfgNode:
     """`defaults()`, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
     cfg = defaults()
     if config_file:
-        cfg.merge_from_file(config_file)
+        cfg.merge_from_file(config_file, allow_unsafe=False)
     cfg.merge_from_list(list(opts))
     cfg.freeze()
     return cfg

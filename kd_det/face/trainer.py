@@ -1,15 +1,12 @@
 """FaceTrainer: the shared AuxTrainer engine for face teachers, students and their KD."""
 import logging
-import os
 from typing import Dict
 
 import torch
 from detectron2.evaluation import inference_context
 
-from kd_det.checkpoint import safe_torch_load
 from kd_det.data import down_up
-from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
-from kd_det.modeling.frozen import load_strict
+from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader, load_aux_teacher
 
 from .config import check_face_config
 from .data import FaceBatches, build_degradation, load_split
@@ -27,18 +24,8 @@ def probe_name(size: int) -> str:
 
 def load_teacher(cfg, path: str, key: str = "FACE.TEACHER.WEIGHTS") -> FaceNet:
     """A FACE.TEACHER network with the weights of a FACE.METHOD none run (under "student.")."""
-    if os.path.isfile(path):
-        state = safe_torch_load(path)
-        head = state.get("model", state).get("student.head.weight") \
-            if isinstance(state, dict) else None
-        if head is not None and head.shape[0] != cfg.FACE.NUM_IDENTITIES:
-            raise ValueError(
-                f"{key}={path!r} is a teacher of {head.shape[0]} identities but "
-                f"FACE.NUM_IDENTITIES={cfg.FACE.NUM_IDENTITIES}: distil from a teacher "
-                "trained on the same identities")
-    teacher = build_face_net(cfg.FACE.TEACHER, cfg)
-    load_strict(torch.nn.ModuleDict({"student": teacher}), path, key=key)
-    return teacher
+    return load_aux_teacher(build_face_net(cfg.FACE.TEACHER, cfg), path, key, "head.weight",
+                            cfg.FACE.NUM_IDENTITIES, "FACE.NUM_IDENTITIES", "identities")
 
 
 @torch.no_grad()
