@@ -15,7 +15,7 @@ from kd_det.face.bench import format_tables, run_benchmark
 from kd_det.face.data import FaceBatches, load_olivetti, load_split
 from kd_det.face.models import FaceNet
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "face")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "face")
 PROBES = ["original", "30px", "20px", "16px", "12px", "8px"]
 
 

@@ -9,7 +9,7 @@ from torchvision.models import mobilenet_v2
 from kd_det.engine.protocol import load_cfg
 from kd_det.modeling.backbone.mobilenet import MobileNetV2, find_imagenet_weights
 
-from .detection_utils import fixed_batch
+from ..detection_utils import fixed_batch
 
 
 def _cfg(*opts):
@@ -21,7 +21,7 @@ def _cfg(*opts):
 @pytest.fixture(autouse=True)
 def _repo_root(monkeypatch):
     import os
-    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def test_outputs_match_output_shape_on_non_square_input():

@@ -13,7 +13,7 @@ from kd_det.classification.data import load_split, read_idx
 from kd_det.classification.models import ClassifierNet
 
 ROOT = "/usr/share/datasets/fashion-mnist"
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "classification")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "classification")
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import sys
 
 from kd_det.utils.timing import interleaved_times
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import bench_speed  # noqa: E402
 

@@ -14,9 +14,9 @@ from detectron2.modeling import build_model
 
 from kd_det.engine import KDTrainer
 
-from .detection_utils import kd_cfg, make_coco_dataset, short_run
+from ..detection_utils import kd_cfg, make_coco_dataset, short_run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import train_net  # noqa: E402
 
@@ -147,7 +147,7 @@ def test_periodic_evaluation_writes_a_learning_curve(kd_config, tmp_path):
 
 @pytest.mark.parametrize("split", ["TEST", "TRAIN"])
 def test_dataset_classes_that_do_not_fit_the_model_are_refused(tmp_path, split):
-    from .detection_utils import tiny_rcnn_cfg
+    from ..detection_utils import tiny_rcnn_cfg
 
     make_coco_dataset(str(tmp_path / "d"), "kd_test_3cls", n_images=2, seed=0)
     cfg = short_run(tiny_rcnn_cfg(num_classes=2), ["kd_test_3cls"], ["kd_test_3cls"])
@@ -227,7 +227,7 @@ def test_datasets_from_the_command_line_train_and_evaluate(kd_config, tmp_path):
     import cv2
     import numpy as np
 
-    from .detection_utils import make_coco_dataset
+    from ..detection_utils import make_coco_dataset
 
     make_coco_dataset(str(tmp_path / "coco"), "kd_tmp_unused", n_images=4, seed=2)
     voc = tmp_path / "voc"

@@ -10,7 +10,7 @@ from kd_det.sr import SRTrainer, run_sr, setup_sr_cfg
 from kd_det.sr.data import SRPatchDataset, load_test_set
 from kd_det.sr.trainer import evaluate_bicubic
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from kd_det.config import active_kd_terms
 from kd_det.modeling import DistillRCNN
 from kd_det.modeling.kd_terms import ROIBoundedRegression
 
-from .detection_utils import fixed_batch, kd_cfg
+from ..detection_utils import fixed_batch, kd_cfg
 
 KD_TERMS = ("loss_rpn_kd_cls", "loss_rpn_kd_reg", "loss_roi_kd_cls", "loss_roi_kd_reg",
             "loss_hint")

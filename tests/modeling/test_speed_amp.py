@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from kd_det.modeling.adapters import HintAdapters
 
-from .detection_utils import fixed_batch, kd_cfg
+from ..detection_utils import fixed_batch, kd_cfg
 
 KD_TERMS = ("loss_rpn_kd_cls", "loss_rpn_kd_reg", "loss_roi_kd_cls", "loss_roi_kd_reg",
             "loss_hint")

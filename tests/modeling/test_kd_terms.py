@@ -18,7 +18,7 @@ from kd_det.modeling.kd_terms import (
     inherit_from_teacher,
 )
 
-from .detection_utils import fixed_batch, kd_cfg, tiny_rcnn_cfg
+from ..detection_utils import fixed_batch, kd_cfg, tiny_rcnn_cfg
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from detectron2.modeling import build_model
 from kd_det.checkpoint import SafeDetectionCheckpointer
 from kd_det.engine import export_student
 
-from .detection_utils import kd_cfg
+from ..detection_utils import kd_cfg
 
 
 class _Payload:
@@ -99,7 +99,7 @@ def test_teacher_weights_with_nan_are_refused_naming_the_tensor(cfg, tmp_path):
 
 
 def test_pretrained_detector_of_another_class_count_loads_without_its_head(cfg, tmp_path):
-    from .detection_utils import tiny_rcnn_cfg
+    from ..detection_utils import tiny_rcnn_cfg
 
     other = build_model(tiny_rcnn_cfg(num_classes=7))
     path = tmp_path / "pretrained.pth"
@@ -179,7 +179,7 @@ def test_a_mirrored_box_never_reaches_the_trainer(tmp_path):
 
     from kd_det.engine import KDTrainer
 
-    from .detection_utils import make_coco_dataset, short_run, tiny_rcnn_cfg
+    from ..detection_utils import make_coco_dataset, short_run, tiny_rcnn_cfg
 
     make_coco_dataset(str(tmp_path / "c"), "kd_tmp_src", n_images=2)
     ann = json.loads((tmp_path / "c" / "ann.json").read_text())

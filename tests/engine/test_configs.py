@@ -7,7 +7,7 @@ import pytest
 from kd_det.engine.protocol import load_cfg
 from kd_det.modeling.teacher import build_teacher_cfg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUX = ("classification", "face", "sr")
 CONFIGS = sorted(
     p for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)

@@ -9,7 +9,7 @@ from detectron2.config import get_cfg
 
 import kd_det
 
-from .detection_utils import kd_cfg, make_coco_dataset, short_run
+from ..detection_utils import kd_cfg, make_coco_dataset, short_run
 
 
 def _worker(rank, world_size, tmp, cfg_path):

@@ -167,7 +167,7 @@ def test_bad_coco_files_are_refused_naming_the_file(tmp_path, catalog_names):
 
     from kd_det.data import register_coco_json
 
-    from .detection_utils import make_coco_dataset
+    from ..detection_utils import make_coco_dataset
 
     make_coco_dataset(str(tmp_path / "c"), "kd_test_tmp_coco", n_images=2)
     catalog_names.append("kd_test_tmp_coco")

@@ -7,7 +7,7 @@ import pytest
 from kd_det.data import BCCD_CLASSES, register_voc_layout
 from kd_det.engine import KDTrainer, build_evaluator
 
-from .detection_utils import short_run, write_teacher
+from ..detection_utils import short_run, write_teacher
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def bccd_subset(shared_data, tmp_path):
 def test_bccd_subset_trains_and_uses_the_voc_evaluator(bccd_subset, tmp_path):
     from detectron2.evaluation import PascalVOCDetectionEvaluator
 
-    from .detection_utils import tiny_rcnn_cfg
+    from ..detection_utils import tiny_rcnn_cfg
 
     cfg = tiny_rcnn_cfg()
     cfg.MODEL.META_ARCHITECTURE = "DistillRCNN"
