@@ -69,7 +69,11 @@ def _load_coco(name: str, json_file: str, image_root: str) -> List[dict]:
                 f"Dataset {name!r}: COCO {what} {path} does not exist. Put the data there "
                 "(layout: datasets/README.md) or register the dataset again with the right "
                 "path: kd_det.data.register_coco_json(name, json_file, image_root).")
-    dicts = load_coco_json(json_file, image_root, name)
+    try:
+        dicts = load_coco_json(json_file, image_root, name)
+    except (ValueError, KeyError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"Dataset {name!r}: {json_file} is not a valid COCO instances json "
+                         f"({type(e).__name__}: {e}).") from e
     for d in dicts:
         _check_image(name, d["file_name"], d.get("height"), d.get("width"), json_file)
         for a in d.get("annotations", ()):

@@ -185,6 +185,11 @@ def test_bad_coco_files_are_refused_naming_the_file(tmp_path, catalog_names):
     catalog_names.append("kd_test_size")
     with pytest.raises(ValueError, match="001.png is 96x96 but .*size.json says 96x50"):
         DatasetCatalog.get("kd_test_size")
+    (tmp_path / "broken.json").write_text('{"images": [')
+    register_coco_json("kd_test_broken", tmp_path / "broken.json", tmp_path / "c")
+    catalog_names.append("kd_test_broken")
+    with pytest.raises(ValueError, match="broken.json is not a valid COCO instances json"):
+        DatasetCatalog.get("kd_test_broken")
     os.remove(tmp_path / "c" / "000.png")
     register_coco_json("kd_test_missing", tmp_path / "c" / "ann.json", tmp_path / "c")
     catalog_names.append("kd_test_missing")
