@@ -30,3 +30,12 @@ def catalog_names():
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions on two shared cores stall with two threads; run with one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -7,7 +7,9 @@ import torch
 
 from kd_det.classification.bench import BENCH_METHODS, format_table, run_benchmark
 
-from .test_cls_trainer import CONFIGS, fashion, one_thread  # noqa: F401  (fixtures)
+from .test_cls_trainer import CONFIGS, fashion  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_benchmark_writes_every_row_and_reuses_runs(tmp_path, fashion):  # noqa: F811

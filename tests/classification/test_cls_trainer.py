@@ -16,13 +16,7 @@ ROOT = "/usr/share/datasets/fashion-mnist"
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "classification")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on two shared cores stall; the trainer runs with one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

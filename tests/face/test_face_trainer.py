@@ -19,13 +19,7 @@ CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "face")
 PROBES = ["original", "30px", "20px", "16px", "12px", "8px"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions on two shared cores: one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

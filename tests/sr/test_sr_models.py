@@ -5,14 +5,7 @@ import torch
 from kd_det.sr.distiller import PISRDistiller
 from kd_det.sr.models import FSRCNN, PISREncoder, PISRTeacher, SRBaseline, VIDHead
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: one thread avoids stalls on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -13,13 +13,7 @@ from kd_det.sr.trainer import evaluate_bicubic
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: one thread avoids stalls on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
