@@ -37,10 +37,8 @@ def _add_distill_terms(node: CN) -> None:
 
 
 def add_kd_config(cfg: CN) -> None:
-    """Add the KD node (and the MobileNetV2 backbone keys) to a Detectron2 config."""
-    from .modeling.backbone.mobilenet import add_mobilenet_config
-
-    add_mobilenet_config(cfg)
+    """Add the KD node to a Detectron2 config. kd_det's MobileNetV2 backbone has its own
+    keys (``add_mobilenet_config``), added only by configs that use it."""
     _C = cfg
     _C.KD = CN()
     # The meta-architecture that the student is built as (from the same cfg).

@@ -6,18 +6,28 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-from kd_det import add_kd_config
+from kd_det import add_kd_config, add_mobilenet_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_yaml_cfg(path, *opts):
+    """A shipped detection config (path relative to the repository), as tools read it."""
+    cfg = get_cfg()
+    add_kd_config(cfg)
+    add_mobilenet_config(cfg)
+    cfg.merge_from_file(os.path.join(ROOT, path), allow_unsafe=False)
+    cfg.merge_from_list(list(opts))
+    return cfg
 
 
 def tiny_rcnn_cfg(fpn_channels=32, num_classes=3, depth=18, fc_dim=64):
     """A small but complete R-18-FPN Faster R-CNN (BN, random init) for 64-128 px images."""
     cfg = get_cfg()
     add_kd_config(cfg)
-    cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "configs",
-                                     "Base-RCNN-FPN.yaml"))
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "Base-RCNN-FPN.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = ""
     cfg.MODEL.RESNETS.DEPTH = depth
     cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
     cfg.MODEL.RESNETS.NORM = "BN"

@@ -25,6 +25,7 @@ def main():
     args = parser.parse_args()
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
+    kd_det.add_mobilenet_config(cfg)
     cfg.merge_from_file(args.config_file, allow_unsafe=False)
     cfg.merge_from_list(args.opts)
     out = export_student(cfg, args.weights, args.output, overwrite=args.overwrite)

@@ -29,6 +29,7 @@ def setup(args):
     register_from_arguments(args)
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
+    kd_det.add_mobilenet_config(cfg)
     cfg.merge_from_file(args.config_file, allow_unsafe=False)
     cfg.merge_from_list(args.opts)
     cfg.freeze()

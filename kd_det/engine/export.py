@@ -24,8 +24,9 @@ def student_state_dict(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor
 def student_config(cfg: CfgNode, weights: str = "") -> CfgNode:
     """The student's own config: KD.* removed, the student meta-architecture restored.
 
-    kd_det's MobileNet keys are dropped too unless the student uses that backbone (then
-    `import kd_det` is needed to build it, as for any Detectron2 project backbone).
+    MODEL.MOBILENET.* (present when the config was read with ``add_mobilenet_config``) is
+    dropped too unless the student uses that backbone; then, as for any Detectron2 project
+    backbone, reading the export needs ``import kd_det`` and ``add_mobilenet_config``.
     """
     out = cfg.clone()
     out.defrost()
@@ -42,12 +43,12 @@ def _check_matches(cfg: CfgNode, state: Dict[str, torch.Tensor], checkpoint_path
     YAML does not fit its weights would load with a random head and only a warning."""
     from detectron2.modeling import build_model
 
+    from ..modeling.backbone import skip_imagenet_init
+
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"
-    for key in ("MOBILENET",):  # building must not read ImageNet weights for nothing
-        if key in cfg.MODEL:
-            cfg.MODEL[key].IMAGENET_WEIGHTS = ""
+    skip_imagenet_init(cfg)
     model = build_model(cfg)
     ours = model.state_dict()
     missing = sorted(set(ours) - set(state))

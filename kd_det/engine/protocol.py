@@ -16,6 +16,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_kd_config
+from ..modeling.backbone import add_mobilenet_config
 from ..utils.reporting import mean_spread, median_time, save_json
 from .trainer import KDTrainer
 
@@ -29,6 +30,7 @@ logger = logging.getLogger("kd_det.protocol")
 def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
     cfg = get_cfg()
     add_kd_config(cfg)
+    add_mobilenet_config(cfg)
     cfg.merge_from_file(path, allow_unsafe=False)
     cfg.merge_from_list([str(x) if not isinstance(x, str) else x for x in (opts or [])])
     return cfg

@@ -7,6 +7,7 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
 
 from ..checkpoint import SafeDetectionCheckpointer
+from .backbone import add_mobilenet_config, skip_imagenet_init
 from .frozen import load_strict
 
 __all__ = ["build_teacher_cfg", "build_teacher", "rpn_alignment_problem"]
@@ -32,12 +33,15 @@ def _resolve_config_file(name: str) -> str:
 
 
 def build_teacher_cfg(cfg: CfgNode) -> CfgNode:
-    """The teacher's own config: its YAML + KD.TEACHER.OPTS, on the student's device."""
+    """The teacher's own config: its YAML + KD.TEACHER.OPTS, on the student's device. The
+    YAML may hold kd_det's keys (a teacher trained with tools/train_net.py, a MobileNetV2
+    backbone)."""
     from ..config import add_kd_config
 
     path = _resolve_config_file(cfg.KD.TEACHER.CONFIG_FILE)
     tcfg = get_cfg()
     add_kd_config(tcfg)
+    add_mobilenet_config(tcfg)
     try:
         tcfg.merge_from_file(path, allow_unsafe=cfg.KD.TEACHER.ALLOW_UNSAFE_YAML)
     except Exception as e:
@@ -53,8 +57,7 @@ def build_teacher_cfg(cfg: CfgNode) -> CfgNode:
         )
     tcfg.MODEL.DEVICE = cfg.MODEL.DEVICE
     tcfg.MODEL.WEIGHTS = cfg.KD.TEACHER.WEIGHTS
-    # Backbones that load ImageNet weights at build time would do so for nothing.
-    tcfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = ""
+    skip_imagenet_init(tcfg)  # KD.TEACHER.WEIGHTS replace them
     if tcfg.MODEL.ROI_HEADS.NUM_CLASSES != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
         raise ValueError(
             f"KD.TEACHER.CONFIG_FILE: the teacher has MODEL.ROI_HEADS.NUM_CLASSES="

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from kd_det.engine.protocol import load_cfg
 from kd_det.modeling.teacher import build_teacher_cfg
+
+from ..detection_utils import load_yaml_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUX = ("classification", "face", "sr")
@@ -18,7 +19,7 @@ CONFIGS = sorted(
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_parses_and_teacher_resolves(path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    cfg = load_cfg(path)
+    cfg = load_yaml_cfg(os.path.relpath(path, ROOT))
     if cfg.MODEL.META_ARCHITECTURE == "DistillRCNN" and cfg.KD.TEACHER.CONFIG_FILE:
         tcfg = build_teacher_cfg(cfg)
         assert tcfg.MODEL.ROI_HEADS.NUM_CLASSES == cfg.MODEL.ROI_HEADS.NUM_CLASSES

@@ -1,27 +1,41 @@
-"""MobileNetV2(-FPN) backbone: shapes and strides, a full Faster R-CNN step, ImageNet
-weights loaded exactly, freezing, and clear errors."""
+"""MobileNetV2(-FPN) backbone: its own config keys, shapes and strides, a full Faster
+R-CNN step, ImageNet weights loaded exactly, freezing, and clear errors."""
 import pytest
 import torch
+from detectron2.config import get_cfg
 from detectron2.modeling import build_backbone, build_model
 from detectron2.utils.events import EventStorage
 from torchvision.models import mobilenet_v2
 
-from kd_det.engine.protocol import load_cfg
-from kd_det.modeling.backbone.mobilenet import MobileNetV2, find_imagenet_weights
+from kd_det import add_kd_config, add_mobilenet_config
+from kd_det.engine import student_config
+from kd_det.modeling.backbone.mobilenet import (
+    MobileNetV2,
+    find_imagenet_weights,
+    skip_imagenet_init,
+)
 
-from ..detection_utils import fixed_batch
+from ..detection_utils import fixed_batch, load_yaml_cfg
 
 
 def _cfg(*opts):
-    return load_cfg("configs/Base-MobileNetV2-FPN.yaml", [
-        "MODEL.DEVICE", "cpu", "MODEL.MOBILENET.IMAGENET_WEIGHTS", "",
-        "MODEL.FPN.OUT_CHANNELS", 32, "MODEL.ROI_HEADS.NUM_CLASSES", 3, *opts])
+    return load_yaml_cfg("configs/Base-MobileNetV2-FPN.yaml",
+                         "MODEL.DEVICE", "cpu", "MODEL.MOBILENET.IMAGENET_WEIGHTS", "",
+                         "MODEL.FPN.OUT_CHANNELS", 32, "MODEL.ROI_HEADS.NUM_CLASSES", 3, *opts)
 
 
-@pytest.fixture(autouse=True)
-def _repo_root(monkeypatch):
-    import os
-    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+def test_the_backbone_registers_its_own_keys():
+    cfg = get_cfg()
+    add_kd_config(cfg)
+    assert "MOBILENET" not in cfg.MODEL  # a ResNet user's config stays Detectron2's + KD
+    add_mobilenet_config(cfg)
+    assert cfg.MODEL.MOBILENET.IMAGENET_WEIGHTS == "auto"
+    skip_imagenet_init(cfg)
+    assert cfg.MODEL.MOBILENET.IMAGENET_WEIGHTS == ""
+    # An exported MobileNetV2 student keeps the keys it is built from; KD.* goes.
+    out = student_config(load_yaml_cfg("configs/builtin/kd.yaml"))
+    assert out.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and "KD" not in out
+    assert out.MODEL.MOBILENET.OUT_FEATURES == cfg.MODEL.MOBILENET.OUT_FEATURES
 
 
 def test_outputs_match_output_shape_on_non_square_input():

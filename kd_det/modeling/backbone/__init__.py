@@ -4,4 +4,5 @@ from .mobilenet import (  # noqa: F401
     add_mobilenet_config,
     build_mobilenetv2_backbone,
     build_mobilenetv2_fpn_backbone,
+    skip_imagenet_init,
 )

