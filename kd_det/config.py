@@ -160,7 +160,9 @@ def validate_kd_config(cfg: CN) -> None:
     _check(kd.DIAGNOSTICS_PERIOD >= 0, "KD.DIAGNOSTICS_PERIOD", "must be >= 0.")
     _check(kd.RPN.ON_MISMATCH in ("error", "disable"), "KD.RPN.ON_MISMATCH",
            "must be 'error' or 'disable'.")
-    _check(bool(active_kd_terms(cfg)), "KD.HINT/KD.RPN/KD.ROI",
+    from .modeling.kd_terms import build_kd_terms
+
+    _check(bool(build_kd_terms(cfg)), "KD.HINT/KD.RPN/KD.ROI",
            "every distillation term is disabled or has weight zero, so the KD loss is "
            "identically zero and the teacher would run for nothing; enable a term (e.g. "
            "KD.ROI.ENABLED True with KD.ROI.MU < 1) or train a plain GeneralizedRCNN.")
@@ -174,10 +176,3 @@ def _check_weight(value: float, key: str, limit: float = 1e4, usual: float = 100
     if value > usual:
         logger.warning("%s=%s is above the usual range (<= %g); check the loss scale.",
                        key, value, usual)
-
-
-def active_kd_terms(cfg: CN):
-    """Loss names of the distillation terms active under `cfg` (kd_terms registry)."""
-    from .modeling.kd_terms import build_kd_terms
-
-    return [t.loss_name for t in build_kd_terms(cfg)]

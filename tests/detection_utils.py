@@ -7,6 +7,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
 from kd_det import add_kd_config, add_mobilenet_config
+from kd_det.modeling.kd_terms import build_kd_terms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,6 +74,11 @@ def _calibrate_bn(model):
     for m in bns:
         m.momentum = 0.1
     model.eval()
+
+
+def active_terms(cfg):
+    """Loss names of the KD terms `cfg` turns on (kd_terms.build_kd_terms decides)."""
+    return [t.loss_name for t in build_kd_terms(cfg)]
 
 
 def kd_cfg(tmp_path, **teacher_kwargs):

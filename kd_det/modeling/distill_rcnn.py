@@ -23,7 +23,7 @@ from torch import nn
 
 from .frozen import DistillerBase
 from .kd_terms import KDStep, KDTerm, build_kd_terms, inherit_from_teacher
-from .teacher import build_teacher, build_teacher_cfg, rpn_alignment_problem
+from .teacher import build_teacher, build_teacher_cfg
 
 __all__ = ["DistillRCNN", "TeacherOutputs", "StudentRPN", "StudentROI"]
 
@@ -142,18 +142,7 @@ class DistillRCNN(DistillerBase):
                         "teacher: %s", len(copied), ", ".join(copied) or "none")
 
         s_shapes, t_shapes = student.backbone.output_shape(), teacher.backbone.output_shape()
-        terms = build_kd_terms(cfg)
-        if any("rpn" in t.needs for t in terms):
-            problem = rpn_alignment_problem(
-                student.proposal_generator, teacher.proposal_generator, s_shapes, t_shapes)
-            if problem and cfg.KD.RPN.ON_MISMATCH == "error":
-                raise ValueError(
-                    f"KD.RPN: teacher and student anchors cannot be aligned ({problem}). Give "
-                    "both the same MODEL.ANCHOR_GENERATOR and RPN feature strides, or set "
-                    "KD.RPN.ON_MISMATCH='disable' (or KD.RPN.ENABLED False).")
-            if problem:
-                logger.warning("RPN distillation disabled: %s", problem)
-                terms = [t for t in terms if "rpn" not in t.needs]
+        terms = build_kd_terms(cfg, student, teacher)
         modules = {}
         for t in terms:
             module = t.build_module(s_shapes, t_shapes)

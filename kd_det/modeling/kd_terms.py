@@ -12,6 +12,7 @@ has no host-device synchronisation.
 """
 import dataclasses
 import itertools
+import logging
 from typing import ClassVar, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -29,6 +30,7 @@ from ..losses import (
     teacher_l2_loss,
 )
 from .adapters import HintAdapters
+from .teacher import rpn_alignment_problem
 
 __all__ = [
     "KD_TERM_REGISTRY",
@@ -45,6 +47,8 @@ __all__ = [
     "ROIBoundedRegression",
     "Hint",
 ]
+
+logger = logging.getLogger(__name__)
 
 KD_TERM_REGISTRY = Registry("KD_TERM")
 KD_TERM_REGISTRY.__doc__ = """Detection KD terms (frozen dataclasses with from_config and
@@ -95,10 +99,33 @@ class KDTerm:
         return {}
 
 
-def build_kd_terms(cfg) -> List[KDTerm]:
-    """The active terms under `cfg`, in registration order."""
+def build_kd_terms(cfg, student: Optional[nn.Module] = None,
+                   teacher: Optional[nn.Module] = None) -> List[KDTerm]:
+    """The active terms, in registration order: the one place that decides which are on.
+
+    Args:
+        cfg: a config with the KD node; each registered term reads its own keys.
+        student, teacher: the two GeneralizedRCNNs, once built. Terms that read the
+            teacher's RPN are then checked against the anchors: when the two RPNs cannot
+            be compared anchor by anchor, they are an error under KD.RPN.ON_MISMATCH
+            "error" and left out under "disable".
+    """
     terms = (term_cls.from_config(cfg) for _, term_cls in KD_TERM_REGISTRY)
-    return [t for t in terms if t is not None]
+    terms = [t for t in terms if t is not None]
+    if student is None or teacher is None or not any("rpn" in t.needs for t in terms):
+        return terms
+    problem = rpn_alignment_problem(student.proposal_generator, teacher.proposal_generator,
+                                    student.backbone.output_shape(),
+                                    teacher.backbone.output_shape())
+    if problem and cfg.KD.RPN.ON_MISMATCH == "error":
+        raise ValueError(
+            f"KD.RPN: teacher and student anchors cannot be aligned ({problem}). Give both "
+            "the same MODEL.ANCHOR_GENERATOR and RPN feature strides, or set "
+            "KD.RPN.ON_MISMATCH='disable' (or KD.RPN.ENABLED False).")
+    if problem:
+        logger.warning("RPN distillation disabled: %s", problem)
+        terms = [t for t in terms if "rpn" not in t.needs]
+    return terms
 
 
 # ---- helpers --------------------------------------------------------------------------

@@ -6,11 +6,10 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from kd_det.config import active_kd_terms
 from kd_det.modeling import DistillRCNN
-from kd_det.modeling.kd_terms import ROIBoundedRegression
+from kd_det.modeling.kd_terms import ROIBoundedRegression, build_kd_terms
 
-from ..detection_utils import fixed_batch, kd_cfg
+from ..detection_utils import active_terms, fixed_batch, kd_cfg
 
 KD_TERMS = ("loss_rpn_kd_cls", "loss_rpn_kd_reg", "loss_roi_kd_cls", "loss_roi_kd_reg",
             "loss_hint")
@@ -177,8 +176,14 @@ def test_unalignable_anchors_are_rejected_or_disabled(tmp_path):
     with pytest.raises(ValueError, match="KD.RPN: teacher and student anchors cannot be aligned"):
         build_model(c)
     c.KD.RPN.ON_MISMATCH = "disable"
-    losses = _losses(build_model(c).train(), fixed_batch())
+    model = build_model(c).train()
+    losses = _losses(model, fixed_batch())
     assert "loss_rpn_kd_cls" not in losses and "loss_roi_kd_cls" in losses
+    # One function decides: without the models it cannot see the mismatch, with them it
+    # leaves the RPN terms out.
+    assert "loss_rpn_kd_cls" in active_terms(c)
+    assert [t.loss_name for t in build_kd_terms(c, model.student, model.teacher)] == [
+        "loss_roi_kd_cls", "loss_roi_kd_reg", "loss_hint"]
 
 
 def test_config_errors_name_the_key(cfg):
@@ -194,7 +199,7 @@ def test_config_errors_name_the_key(cfg):
     with pytest.raises(ValueError, match="KD.HINT/KD.RPN/KD.ROI.*identically zero"):
         build_model(c)
     c.KD.ROI.MU = 0.9  # one active term is enough
-    assert active_kd_terms(c) == ["loss_roi_kd_cls"]
+    assert active_terms(c) == ["loss_roi_kd_cls"]
 
 
 def test_roi_bounded_regression_box_by_box():

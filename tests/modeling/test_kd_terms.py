@@ -8,7 +8,6 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from kd_det.config import active_kd_terms
 from kd_det.losses import feature_imitation_loss, standardize_channels
 from kd_det.modeling.kd_terms import (
     KD_TERM_REGISTRY,
@@ -18,7 +17,7 @@ from kd_det.modeling.kd_terms import (
     inherit_from_teacher,
 )
 
-from ..detection_utils import fixed_batch, kd_cfg, tiny_rcnn_cfg
+from ..detection_utils import active_terms, fixed_batch, kd_cfg, tiny_rcnn_cfg
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +33,11 @@ def _losses(model, batch, it=0):
 def test_registry_decides_the_active_terms(cfg):
     assert {"RPNSoftLabel", "RPNBoundedRegression", "ROISoftLabel", "ROIBoundedRegression",
             "Hint"} <= set(dict(KD_TERM_REGISTRY))
-    assert active_kd_terms(cfg) == ["loss_rpn_kd_cls", "loss_rpn_kd_reg", "loss_roi_kd_cls",
+    assert active_terms(cfg) == ["loss_rpn_kd_cls", "loss_rpn_kd_reg", "loss_roi_kd_cls",
                                     "loss_roi_kd_reg", "loss_hint"]
     c = cfg.clone()
     c.KD.RPN.MU, c.KD.HINT.WEIGHT = 1.0, 0.0
-    assert active_kd_terms(c) == ["loss_rpn_kd_reg", "loss_roi_kd_cls", "loss_roi_kd_reg"]
+    assert active_terms(c) == ["loss_rpn_kd_reg", "loss_roi_kd_cls", "loss_roi_kd_reg"]
     hint = [t for t in build_kd_terms(cfg) if isinstance(t, Hint)][0]
     assert hint.weight == 0.5 and hint.pairs[0] == ("p2", "p2") and hint.loss == "mse"
 
@@ -140,7 +139,7 @@ def test_warmup_scales_every_kd_term(cfg):
     early, _ = _losses(model, fixed_batch(), it=0)
     torch.manual_seed(0)
     late, _ = _losses(model, fixed_batch(), it=10)
-    for k in active_kd_terms(c):
+    for k in active_terms(c):
         assert early[k].item() == pytest.approx(late[k].item() / 4, rel=1e-5), k
     for k in ("loss_cls", "loss_rpn_cls", "loss_box_reg"):
         assert early[k].item() == pytest.approx(late[k].item(), rel=1e-5), k
@@ -152,7 +151,7 @@ def test_diagnostics_log_grad_norms_bound_activity_and_hint_per_level(cfg):
     model = build_model(c).train()
     _, storage = _losses(model, fixed_batch(), it=5)
     diag = {k: v for k, (v, _) in storage.latest().items() if k.startswith("kd_diag/")}
-    for k in active_kd_terms(c) + ["loss_cls", "task_total"]:
+    for k in active_terms(c) + ["loss_cls", "task_total"]:
         assert diag[f"kd_diag/grad_norm/{k}"] >= 0, k
     assert diag["kd_diag/grad_norm/loss_hint"] > 0
     assert diag["kd_diag/grad_ratio/loss_hint"] == pytest.approx(
