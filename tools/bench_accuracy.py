@@ -14,16 +14,10 @@ import argparse
 import os
 import sys
 
+from kd_det.benchmarks.detection import compare, format_table, role_configs, write_report
+from kd_det.benchmarks.machine import machine_info
+from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
 from kd_det.data import register_all
-from kd_det.engine.protocol import (
-    add_run_arguments,
-    apply_run_arguments,
-    compare,
-    format_table,
-    role_configs,
-    write_report,
-)
-from kd_det.utils.timing import machine_info
 
 CONFIGS = role_configs("configs/BCCD")
 SHARED_BCCD = os.path.join("..", "shared", "data", "BCCD")

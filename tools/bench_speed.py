@@ -16,9 +16,9 @@ import sys
 import torch
 
 import kd_det  # noqa: F401  (registers DistillRCNN and the MobileNetV2 backbone)
-from kd_det.engine.protocol import load_cfg
-from kd_det.engine.speed import run_speed_bench
-from kd_det.utils.reporting import save_json
+from kd_det.benchmarks.detection import load_cfg
+from kd_det.benchmarks.speed import run_speed_bench
+from kd_det.file_io import save_json
 
 
 def main(argv=None):

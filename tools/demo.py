@@ -10,14 +10,8 @@ import argparse
 import os
 import sys
 
-from kd_det.engine.protocol import (
-    add_run_arguments,
-    apply_run_arguments,
-    compare,
-    format_table,
-    role_configs,
-    write_report,
-)
+from kd_det.benchmarks.detection import compare, format_table, role_configs, write_report
+from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
 
 CONFIGS = role_configs("configs/builtin")
 

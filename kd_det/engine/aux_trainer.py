@@ -22,8 +22,8 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from fvcore.common.checkpoint import Checkpointer
 
 from ..checkpoint import safe_torch_load
+from ..file_io import save_json
 from ..modeling.frozen import load_strict
-from ..utils.reporting import save_json
 
 __all__ = ["get_aux_cfg", "setup_cfg", "AuxTrainer", "build_infinite_loader", "load_aux_teacher"]
 

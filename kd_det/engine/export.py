@@ -6,7 +6,7 @@ import torch
 from detectron2.config import CfgNode
 
 from ..checkpoint import safe_torch_load
-from ..utils.reporting import atomic_torch_save
+from ..file_io import atomic_torch_save
 
 __all__ = ["student_state_dict", "student_config", "export_student"]
 

@@ -11,7 +11,6 @@ import torch
 
 from kd_det.data import LRDegradation
 from kd_det.face import FaceTrainer, run_face, setup_face_cfg
-from kd_det.face.bench import format_tables, run_benchmark
 from kd_det.face.data import FaceBatches, load_olivetti, load_split
 from kd_det.face.models import FaceNet
 
@@ -22,25 +21,8 @@ PROBES = ["original", "30px", "20px", "16px", "12px", "8px"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def mat_path(tmp_path_factory):
-    """4 identities x 10 faces in the Olivetti layout (columns = column-major 64x64 faces):
-    each identity a bright square at its own place, plus noise."""
-    rng = np.random.default_rng(0)
-    faces = []
-    for person in range(4):
-        for _ in range(10):
-            img = rng.integers(0, 60, (64, 64))
-            r, c = 8 + 24 * (person // 2), 8 + 24 * (person % 2)
-            img[r:r + 24, c:c + 24] += 180
-            faces.append(img.astype(np.uint8).flatten(order="F"))
-    path = tmp_path_factory.mktemp("olivetti") / "faces.mat"
-    scipy.io.savemat(str(path), {"faces": np.stack(faces, 1)})
-    return str(path)
-
-
-def _cfg(mat_path, out, config="student.yaml", iters=4, *extra):
-    opts = ["FACE.DATA.PATH", mat_path, "FACE.NUM_IDENTITIES", 4, "OUTPUT_DIR", str(out),
+def _cfg(olivetti_mat, out, config="student.yaml", iters=4, *extra):
+    opts = ["FACE.DATA.PATH", olivetti_mat, "FACE.NUM_IDENTITIES", 4, "OUTPUT_DIR", str(out),
             "FACE.MODEL.WIDTHS", (4, 8), "FACE.TEACHER.WIDTHS", (4, 8), "FACE.EMBED_DIM", 8,
             "DATALOADER.BATCH_SIZE", 8, "SOLVER.MAX_ITER", iters, "SOLVER.WARMUP_ITERS", 0,
             "SOLVER.LOG_PERIOD", 2]
@@ -48,36 +30,36 @@ def _cfg(mat_path, out, config="student.yaml", iters=4, *extra):
 
 
 @pytest.fixture(scope="module")
-def teacher_weights(mat_path, tmp_path_factory):
+def teacher_weights(olivetti_mat, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    run_face(_cfg(mat_path, out, "teacher.yaml", 6))
+    run_face(_cfg(olivetti_mat, out, "teacher.yaml", 6))
     return os.path.join(out, "model_final.pth")
 
 
-def test_olivetti_layout_is_read_column_major(mat_path):
-    images, labels = load_olivetti(mat_path)
+def test_olivetti_layout_is_read_column_major(olivetti_mat):
+    images, labels = load_olivetti(olivetti_mat)
     assert images.shape == (40, 1, 64, 64) and labels.tolist() == [i // 10 for i in range(40)]
-    raw = scipy.io.loadmat(mat_path)["faces"]
+    raw = scipy.io.loadmat(olivetti_mat)["faces"]
     assert torch.equal(images[13, 0] * 255, torch.from_numpy(
         raw[:, 13].reshape(64, 64, order="F").astype(np.float32)))
     # identity 1's square is at rows 8..32, columns 32..56 (not transposed)
     assert images[10, 0, 8:32, 32:56].mean() > 0.7 and images[10, 0, 32:56, 8:32].mean() < 0.3
 
 
-def test_split_is_identity_stratified_fixed_and_disjoint(mat_path, tmp_path):
-    cfg = _cfg(mat_path, tmp_path)
+def test_split_is_identity_stratified_fixed_and_disjoint(olivetti_mat, tmp_path):
+    cfg = _cfg(olivetti_mat, tmp_path)
     train, test = load_split(cfg, "train"), load_split(cfg, "test")
     assert torch.bincount(train.tensors[1]).tolist() == [7] * 4
     assert torch.bincount(test.tensors[1]).tolist() == [3] * 4
     flat = torch.cat([train.tensors[0], test.tensors[0]]).flatten(1)
     assert len(torch.unique(flat, dim=0)) == 40
     assert torch.equal(load_split(cfg, "test").tensors[0], test.tensors[0])
-    other = _cfg(mat_path, tmp_path, "student.yaml", 4, "FACE.DATA.SPLIT_SEED", 1)
+    other = _cfg(olivetti_mat, tmp_path, "student.yaml", 4, "FACE.DATA.SPLIT_SEED", 1)
     assert not torch.equal(load_split(other, "test").tensors[0], test.tensors[0])
 
 
-def test_batches_flip_and_degrade_deterministically(mat_path, tmp_path):
-    loader = [load_split(_cfg(mat_path, tmp_path), "train")[:16]]
+def test_batches_flip_and_degrade_deterministically(olivetti_mat, tmp_path):
+    loader = [load_split(_cfg(olivetti_mat, tmp_path), "train")[:16]]
 
     def batches(seed):
         return next(iter(FaceBatches(loader, seed, True, LRDegradation(prob=0.5))))
@@ -102,9 +84,9 @@ def test_teacher_trains_and_reports_rank1_per_probe(teacher_weights):
 
 
 @pytest.mark.parametrize("feature_loss", ["mmd", "l2"])
-def test_kd_keeps_teacher_fixed_and_out_of_checkpoints(mat_path, tmp_path, teacher_weights,
+def test_kd_keeps_teacher_fixed_and_out_of_checkpoints(olivetti_mat, tmp_path, teacher_weights,
                                                        feature_loss):
-    cfg = _cfg(mat_path, tmp_path, f"kd_{feature_loss}.yaml", 4,
+    cfg = _cfg(olivetti_mat, tmp_path, f"kd_{feature_loss}.yaml", 4,
                "FACE.TEACHER.WEIGHTS", teacher_weights)
     trainer = FaceTrainer(cfg)
     model = trainer.model
@@ -123,16 +105,16 @@ def test_kd_keeps_teacher_fixed_and_out_of_checkpoints(mat_path, tmp_path, teach
     assert any(f"loss_{feature_loss}" in m and "loss_kd" in m for m in metrics)
 
 
-def test_eval_only_reproduces_the_final_evaluation(mat_path, teacher_weights):
+def test_eval_only_reproduces_the_final_evaluation(olivetti_mat, teacher_weights):
     out = os.path.dirname(teacher_weights)
-    cfg = _cfg(mat_path, out, "teacher.yaml", 6, "MODEL.WEIGHTS", teacher_weights)
+    cfg = _cfg(olivetti_mat, out, "teacher.yaml", 6, "MODEL.WEIGHTS", teacher_weights)
     saved = json.load(open(os.path.join(out, "results.json")))["results"]
     assert run_face(cfg, eval_only=True) == pytest.approx(saved)
 
 
-def test_bad_input_is_refused_before_training(mat_path, tmp_path, teacher_weights):
+def test_bad_input_is_refused_before_training(olivetti_mat, tmp_path, teacher_weights):
     def kd(*extra):
-        return _cfg(mat_path, tmp_path, "kd_mmd.yaml", 4, *extra)
+        return _cfg(olivetti_mat, tmp_path, "kd_mmd.yaml", 4, *extra)
 
     with pytest.raises(FileNotFoundError, match="FACE.TEACHER.WEIGHTS"):
         FaceTrainer(kd("FACE.TEACHER.WEIGHTS", str(tmp_path / "missing.pth")))
@@ -146,10 +128,10 @@ def test_bad_input_is_refused_before_training(mat_path, tmp_path, teacher_weight
     with pytest.raises(ValueError, match="FACE.TEACHER.WEIGHTS.*wrong shapes"):
         FaceTrainer(kd("FACE.TEACHER.WEIGHTS", teacher_weights, "FACE.TEACHER.WIDTHS", (4, 16)))
     with pytest.raises(FileNotFoundError, match="FACE.DATA.PATH"):
-        FaceTrainer(_cfg(mat_path, tmp_path, "student.yaml", 4,
+        FaceTrainer(_cfg(olivetti_mat, tmp_path, "student.yaml", 4,
                          "FACE.DATA.PATH", str(tmp_path / "none.mat")))
     with pytest.raises(ValueError, match="holds 4 identities but FACE.NUM_IDENTITIES=40"):
-        FaceTrainer(_cfg(mat_path, tmp_path, "student.yaml", 4, "FACE.NUM_IDENTITIES", 40))
+        FaceTrainer(_cfg(olivetti_mat, tmp_path, "student.yaml", 4, "FACE.NUM_IDENTITIES", 40))
     with pytest.raises(ValueError, match="FACE.KD.FEATURE_LOSS"):
         FaceTrainer(kd("FACE.TEACHER.WEIGHTS", teacher_weights, "FACE.KD.FEATURE_LOSS", "cos"))
 
@@ -165,22 +147,6 @@ def test_shipped_configs_parse():
     assert methods["kd_l2"] == ("kd", True, "l2", "hr")
     assert methods["kd_mmd"] == ("kd", True, "mmd", "hr")
     assert methods["kd_mmd_lr_teacher"] == ("kd", True, "mmd", "lr")
-
-
-def test_benchmark_writes_json_with_command_and_tables(mat_path, tmp_path):
-    opts = ["FACE.DATA.PATH", mat_path, "FACE.NUM_IDENTITIES", "4", "FACE.MODEL.WIDTHS",
-            "(4, 8)", "FACE.TEACHER.WIDTHS", "(4, 8)", "FACE.EMBED_DIM", "8",
-            "DATALOADER.BATCH_SIZE", "8", "SOLVER.WARMUP_ITERS", "0"]
-    json_path, png = str(tmp_path / "r.json"), str(tmp_path / "r.png")
-    report = run_benchmark(CONFIGS, str(tmp_path / "runs"), json_path, png, seeds=[0, 1],
-                           iters=2, command="python tools/bench_face_kd.py", opts=opts)
-    saved = json.load(open(json_path))
-    assert saved["command"] == "python tools/bench_face_kd.py" and saved["complete"]
-    assert saved["hardware"] and os.path.isfile(png)
-    assert saved["rows"]["kd_mmd"]["seeds"] == [0, 1]
-    assert len(saved["rows"]["teacher"]["rank1"]["8px"]) == 1
-    assert saved["pipelines_wall_s"]["retrained_teacher"]["teacher_training"] > 0
-    assert "(c) KD, MK-MMD (paper)" in format_tables(report)
 
 
 def test_real_olivetti_file(shared_data):

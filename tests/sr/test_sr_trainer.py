@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-from PIL import Image
 
 from kd_det.sr import SRTrainer, run_sr, setup_sr_cfg
 from kd_det.sr.data import SRPatchDataset, load_test_set
@@ -16,24 +15,10 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def image_dir(tmp_path):
-    """Four small smooth colour images (a train and a test set at once)."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    g = torch.Generator().manual_seed(0)
-    for i in range(4):
-        low = torch.rand(1, 3, 5, 6, generator=g)
-        img = torch.nn.functional.interpolate(low, size=(40, 46), mode="bicubic")
-        arr = (img[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
-        Image.fromarray(arr).save(folder / f"im{i}.png")
-    return str(folder)
-
-
-def _cfg(image_dir, out, mode, *extra):
+def _cfg(sr_images, out, mode, *extra):
     opts = [
         "SR.MODE", mode, "SR.SCALE", 2, "OUTPUT_DIR", out,
-        "SR.DATA.TRAIN_DIR", image_dir, "SR.DATA.TEST_DIRS", (image_dir,),
+        "SR.DATA.TRAIN_DIR", sr_images, "SR.DATA.TEST_DIRS", (sr_images,),
         "SR.DATA.TEST_NAMES", ("tiny",), "SR.DATA.PATCH_SIZE", 24,
         "SR.DATA.PATCHES_PER_IMAGE", 2, "SR.TEACHER.ENCODER_WIDTH", 8,
         "DATALOADER.BATCH_SIZE", 2, "SOLVER.MAX_ITER", 4, "SOLVER.LOG_PERIOD", 2,
@@ -41,13 +26,13 @@ def _cfg(image_dir, out, mode, *extra):
     return setup_sr_cfg(os.path.join(ROOT, "configs", "sr", "Base-SR.yaml"), opts + list(extra))
 
 
-def test_teacher_then_student_keeps_teacher_fixed(image_dir, tmp_path):
+def test_teacher_then_student_keeps_teacher_fixed(sr_images, tmp_path):
     teacher_out = str(tmp_path / "teacher")
-    res = run_sr(_cfg(image_dir, teacher_out, "teacher"))
+    res = run_sr(_cfg(sr_images, teacher_out, "teacher"))
     assert set(res) == {"tiny/psnr", "tiny/ssim"}
     weights = os.path.join(teacher_out, "model_final.pth")
 
-    cfg = _cfg(image_dir, str(tmp_path / "student"), "student",
+    cfg = _cfg(sr_images, str(tmp_path / "student"), "student",
                "SR.KD.TEACHER_WEIGHTS", weights, "SR.KD.VID_WEIGHT", 1.0)
     trainer = SRTrainer(cfg)
     model = trainer.model
@@ -67,10 +52,10 @@ def test_teacher_then_student_keeps_teacher_fixed(image_dir, tmp_path):
     assert all(not k.startswith("teacher") for k in model.state_dict())
 
 
-def test_baseline_trains_and_eval_only_reloads_it(image_dir, tmp_path):
+def test_baseline_trains_and_eval_only_reloads_it(sr_images, tmp_path):
     out = str(tmp_path / "base")
-    res = run_sr(_cfg(image_dir, out, "baseline"))
-    again = run_sr(_cfg(image_dir, out, "baseline", "MODEL.WEIGHTS",
+    res = run_sr(_cfg(sr_images, out, "baseline"))
+    again = run_sr(_cfg(sr_images, out, "baseline", "MODEL.WEIGHTS",
                         os.path.join(out, "model_final.pth")), eval_only=True)
     assert again["tiny/psnr"] == pytest.approx(res["tiny/psnr"])
     assert os.path.isfile(os.path.join(out, "metrics.json"))
@@ -83,23 +68,23 @@ def test_baseline_trains_and_eval_only_reloads_it(image_dir, tmp_path):
     ("SR.KD.VID_FORM", "cauchy", "SR.KD.VID_FORM"),
     ("SR.DATA.TRAIN_DIR", "/nonexistent/sr", "SR.DATA.TRAIN_DIR"),
 ])
-def test_bad_keys_fail_before_training(image_dir, tmp_path, key, value, match):
+def test_bad_keys_fail_before_training(sr_images, tmp_path, key, value, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
-        SRTrainer(_cfg(image_dir, str(tmp_path / "x"), "baseline", key, value))
+        SRTrainer(_cfg(sr_images, str(tmp_path / "x"), "baseline", key, value))
 
 
-def test_student_needs_a_matching_teacher(image_dir, tmp_path):
+def test_student_needs_a_matching_teacher(sr_images, tmp_path):
     with pytest.raises(ValueError, match="SR.KD.TEACHER_WEIGHTS"):
-        SRTrainer(_cfg(image_dir, str(tmp_path / "s"), "student"))
+        SRTrainer(_cfg(sr_images, str(tmp_path / "s"), "student"))
     base_out = str(tmp_path / "base")
-    run_sr(_cfg(image_dir, base_out, "baseline", "SOLVER.MAX_ITER", 1))
+    run_sr(_cfg(sr_images, base_out, "baseline", "SOLVER.MAX_ITER", 1))
     with pytest.raises(ValueError, match="SR.KD.TEACHER_WEIGHTS.*missing keys"):
-        SRTrainer(_cfg(image_dir, str(tmp_path / "s"), "student", "SR.KD.TEACHER_WEIGHTS",
+        SRTrainer(_cfg(sr_images, str(tmp_path / "s"), "student", "SR.KD.TEACHER_WEIGHTS",
                        os.path.join(base_out, "model_final.pth")))
 
 
-def test_patches_are_aligned_flipped_and_seeded(image_dir):
-    ds = SRPatchDataset(image_dir, scale=2, patch_size=24, patches_per_image=3)
+def test_patches_are_aligned_flipped_and_seeded(sr_images):
+    ds = SRPatchDataset(sr_images, scale=2, patch_size=24, patches_per_image=3)
     assert len(ds) == 12
     torch.manual_seed(0)
     a = ds[5]
@@ -133,6 +118,6 @@ def test_real_test_sets_and_bicubic_reference(shared_data):
     assert evaluate_bicubic(cfg)["Set5/psnr"] == pytest.approx(33.66, abs=0.1)
 
 
-def test_train_dir_images_smaller_than_patch_are_refused(image_dir):
+def test_train_dir_images_smaller_than_patch_are_refused(sr_images):
     with pytest.raises(ValueError, match="smaller than SR.DATA.PATCH_SIZE"):
-        SRPatchDataset(image_dir, scale=2, patch_size=64)
+        SRPatchDataset(sr_images, scale=2, patch_size=64)

@@ -4,7 +4,7 @@ import json
 import os
 import sys
 
-from kd_det.utils.timing import interleaved_times
+from kd_det.benchmarks.timing import interleaved_times
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))

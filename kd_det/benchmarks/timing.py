@@ -1,13 +1,10 @@
 """Timing on a shared machine: round-robin samples, so that a load that varies over time
-weighs on every timed function alike, and the process's peak memory."""
-import os
-import platform
-import resource
-import sys
+weighs on every timed function alike."""
+import statistics
 import time
 from typing import Callable, Dict, List, Optional
 
-__all__ = ["interleaved_times", "peak_rss_mb", "machine_info"]
+__all__ = ["interleaved_times", "median_time"]
 
 
 def interleaved_times(
@@ -38,17 +35,6 @@ def interleaved_times(
     return times
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes / KiB
-
-
-def machine_info() -> Dict[str, object]:
-    """What timings depend on: the CPU, its core count and the load on it now."""
-    cpu = platform.processor()
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]}
+def median_time(fn: Callable[[], object], warmup: int = 2, repeats: int = 10) -> float:
+    """Median wall-clock seconds of `fn()` after `warmup` untimed calls."""
+    return statistics.median(interleaved_times({"fn": fn}, warmup, repeats)["fn"])

@@ -1,31 +1,29 @@
-"""The paper's comparison, measured: rank-1 identification per probe resolution of (a) the
-student alone on the LR-augmented set, (b) KD with the normalised-feature L2 and (c) KD
-with MK-MMD, over seeds; the training wall-clock of "HR teacher kept fixed + KD" against
-"teacher retrained on the LR-augmented set + KD"; student and teacher CPU time per face.
+"""Low-resolution face recognition KD (Wang et al., ICCV-W 2019), measured: rank-1
+identification per probe resolution of (a) the student alone on the LR-augmented set,
+(b) KD with the normalised-feature L2 and (c) KD with MK-MMD, over seeds; the training
+wall-clock of "HR teacher kept fixed + KD" against "teacher retrained on the LR-augmented
+set + KD"; student and teacher CPU time per face.
 
 Each teacher is trained once (seed of the first run) and shared by every seed of the
-students, as the paper's fixed teacher is. Runs are sequential in this process, one after
-another, so that only the load of other jobs on the machine separates their wall-clock times.
+students, as the paper's fixed teacher is. With one job the runs go one after another in
+this process, so that only the load of other jobs on the machine separates their
+wall-clock times.
 """
 import functools
-import logging
 import os
 import statistics
-import time
 from typing import Dict, NamedTuple, Optional, Sequence
 
 import torch
 
-from kd_det.utils.reporting import bar_chart, mean_spread, save_json
-from kd_det.utils.timing import interleaved_times, machine_info
-
-from .config import setup_face_cfg
-from .models import build_face_net
-from .trainer import probe_name, run_face
+from ..face import setup_face_cfg
+from ..face.models import build_face_net
+from ..face.trainer import probe_name, run_face
+from .orchestrator import Stage, mean_spread, run_report
+from .report import Bars, mean_std
+from .timing import interleaved_times
 
 __all__ = ["RUNS", "format_tables", "run_benchmark", "time_per_face"]
-
-logger = logging.getLogger(__name__)
 
 
 class Run(NamedTuple):
@@ -71,75 +69,88 @@ def time_per_face(cfg, batch_size: int = 64) -> Dict[str, Dict[str, float]]:
 
 def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: str,
                   seeds: Sequence[int], iters: int, command: str,
-                  opts: Sequence[str] = ()) -> Dict:
-    """Train the teachers, then every student row for each seed; JSON after each run."""
-    t_start = time.perf_counter()
+                  opts: Sequence[str] = (), jobs: int = 1) -> Dict:
+    """The teachers, then every student row for each seed; the results JSON (after every
+    run), with the pipelines' wall-clock and the CPU time per face, and the PNG."""
     common = ["SOLVER.MAX_ITER", str(iters), "SOLVER.CHECKPOINT_PERIOD", str(10**9), *opts]
     ref = setup_face_cfg(os.path.join(config_dir, "kd_mmd.yaml"), common)
     f, sol = ref.FACE, ref.SOLVER
     probes = [probe_name(s) for s in f.TEST.PROBE_SIZES]
-    rows = {name: {"label": r.label, "seeds": [], "wall_s": [],
-                   "rank1": {p: [] for p in probes}}
-            for name, r in RUNS.items()}
-    report = {
-        "command": command,
-        "hardware": {**machine_info(), "torch_threads": torch.get_num_threads(),
-                     "note": "cores shared with other jobs; load_avg_1min at the start"},
-        "protocol": {
-            "dataset": f"Olivetti faces, {f.NUM_IDENTITIES} identities; per identity "
-                       f"{f.DATA.TEST_PER_IDENTITY} held-out faces (SPLIT_SEED "
-                       f"{f.DATA.SPLIT_SEED}), the others train",
-            "metric": "rank-1 identification (%): each held-out face, downscaled to the probe "
-                      "size and resized back to 64x64, against the original-resolution "
-                      "training faces (cosine, nearest face)",
-            "lr_augmentation": f"p={f.LR.PROB}, sizes {tuple(f.LR.SIZES)} px, blur with "
-                               f"probability {f.LR.BLUR_PROB}, sigma {tuple(f.LR.BLUR_SIGMA)}",
-            "loss": f"{f.KD.HARD_WEIGHT} CE + {f.KD.SOFT_WEIGHT} T^2 KL (T={f.KD.TEMPERATURE})"
-                    f" + {f.KD.FEAT_WEIGHT} feature loss on L2-normalised embeddings",
-            "schedule": f"{iters} iterations, batch {ref.DATALOADER.BATCH_SIZE}, "
-                        f"{sol.OPTIMIZER} {sol.BASE_LR} {sol.LR_SCHEDULER_NAME} for every run "
-                        "(short CPU schedule)",
-            "teachers": f"each teacher trained once (seed {seeds[0]}) and shared by all seeds",
-            "wall_s": "whole run (build, train, final evaluation), runs one after another",
-            "seeds": list(seeds),
-            "overrides": list(opts),
-        },
-        "complete": False,
-        "rows": rows,
-    }
+    stages, row_of = [], {}
 
-    def run(name: str, seed: int) -> None:
-        cfg_file, teacher = RUNS[name].config, RUNS[name].teacher
+    def add(name, seed):
+        run = RUNS[name]
         out = name if name in TEACHERS else f"{name}_seed{seed}"
         run_opts = [*common, "SEED", str(seed), "OUTPUT_DIR", os.path.join(output_root, out)]
-        if teacher is not None:
+        if run.teacher is not None:
             run_opts += ["FACE.TEACHER.WEIGHTS",
-                         os.path.join(output_root, teacher, "model_final.pth")]
-        cfg = setup_face_cfg(os.path.join(config_dir, cfg_file), run_opts)
-        t0 = time.perf_counter()
-        res = run_face(cfg)
-        row = rows[name]
-        row["seeds"].append(seed)
-        row["wall_s"].append(time.perf_counter() - t0)
-        for p in probes:
-            row["rank1"][p].append(res[f"rank1/{p}"])
-        save_json(json_path, report)
-        logger.info("%s seed %d (%.0f s): %s", name, seed, row["wall_s"][-1],
-                    ", ".join(f"{p} {res[f'rank1/{p}']:.1f}" for p in probes))
+                         os.path.join(output_root, run.teacher, "model_final.pth")]
+        cfg = setup_face_cfg(os.path.join(config_dir, run.config), run_opts)
+        stages.append(Stage(out, cfg, run_face, after=(run.teacher,) if run.teacher else ()))
+        row_of[out] = (name, seed)
 
     for name in TEACHERS:
-        run(name, seeds[0])
+        add(name, seeds[0])
     for seed in seeds:
         for name in RUNS:
             if name not in TEACHERS:
-                run(name, seed)
+                add(name, seed)
+    protocol = {
+        "dataset": f"Olivetti faces, {f.NUM_IDENTITIES} identities; per identity "
+                   f"{f.DATA.TEST_PER_IDENTITY} held-out faces (SPLIT_SEED "
+                   f"{f.DATA.SPLIT_SEED}), the others train",
+        "metric": "rank-1 identification (%): each held-out face, downscaled to the probe "
+                  "size and resized back to 64x64, against the original-resolution "
+                  "training faces (cosine, nearest face)",
+        "lr_augmentation": f"p={f.LR.PROB}, sizes {tuple(f.LR.SIZES)} px, blur with "
+                           f"probability {f.LR.BLUR_PROB}, sigma {tuple(f.LR.BLUR_SIGMA)}",
+        "loss": f"{f.KD.HARD_WEIGHT} CE + {f.KD.SOFT_WEIGHT} T^2 KL (T={f.KD.TEMPERATURE})"
+                f" + {f.KD.FEAT_WEIGHT} feature loss on L2-normalised embeddings",
+        "schedule": f"{iters} iterations, batch {ref.DATALOADER.BATCH_SIZE}, "
+                    f"{sol.OPTIMIZER} {sol.BASE_LR} {sol.LR_SCHEDULER_NAME} for every run "
+                    "(short CPU schedule)",
+        "teachers": f"each teacher trained once (seed {seeds[0]}) and shared by all seeds",
+        "wall_s": f"whole run (build, train, final evaluation); {jobs} run(s) at a time",
+        "seeds": list(seeds),
+        "overrides": list(opts),
+    }
 
-    for row in rows.values():
-        row["summary"] = {p: mean_spread(v) for p, v in row["rank1"].items()}
+    def summary(records, complete):
+        rows = {name: {"label": r.label, "seeds": [], "wall_s": [],
+                       "rank1": {p: [] for p in probes}} for name, r in RUNS.items()}
+        for stage in stages:
+            if stage.name in records:
+                rec, (name, seed) = records[stage.name], row_of[stage.name]
+                rows[name]["seeds"].append(seed)
+                rows[name]["wall_s"].append(rec["train_seconds"])
+                for p in probes:
+                    rows[name]["rank1"][p].append(rec[f"rank1/{p}"])
+        out = {"protocol": protocol, "rows": rows}
+        if complete:
+            for row in rows.values():
+                row["summary"] = {p: mean_spread(v) for p, v in row["rank1"].items()}
+            out["pipelines_wall_s"] = _pipelines(rows)
+            out["speed"] = time_per_face(ref)
+            out["speed"]["student_speedup_batch1"] = (
+                out["speed"]["teacher"]["ms_per_face_batch1"]
+                / out["speed"]["student"]["ms_per_face_batch1"])
+            out["table_markdown"] = format_tables(out)
+        return out
+
+    return run_report(
+        stages, summary, json_path, png_path,
+        lambda report: [Bars(f"probe {p}", {r.short: report["rows"][n]["rank1"][p]
+                                            for n, r in RUNS.items()}, ylabel="rank-1 (%)")
+                        for p in probes],
+        f"LR face KD on Olivetti, {len(seeds)} seeds, {iters} iterations", command, jobs)
+
+
+def _pipelines(rows: Dict) -> Dict:
+    """Wall-clock of "HR teacher kept fixed + KD" against "teacher retrained + KD"."""
     kd_fixed = mean_spread(rows["kd_mmd"]["wall_s"])["mean"]
     kd_retrained = mean_spread(rows["kd_mmd_lr_teacher"]["wall_s"])["mean"]
     retrain = rows["teacher_lr"]["wall_s"][0]
-    report["pipelines_wall_s"] = {
+    return {
         "fixed_teacher": {"teacher_training": 0.0, "kd": kd_fixed, "total": kd_fixed,
                           "note": "the HR teacher exists already (trained once, "
                                   f"{rows['teacher']['wall_s'][0]:.0f} s, for HR faces)"},
@@ -147,21 +158,6 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
                               "total": retrain + kd_retrained},
         "ratio_retrained_over_fixed": (retrain + kd_retrained) / kd_fixed,
     }
-    report["speed"] = time_per_face(ref)
-    report["speed"]["student_speedup_batch1"] = (
-        report["speed"]["teacher"]["ms_per_face_batch1"]
-        / report["speed"]["student"]["ms_per_face_batch1"])
-    report["hardware"]["load_avg_1min_end"] = machine_info()["load_avg_1min"]
-    report["complete"] = True
-    report["total_wall_s"] = time.perf_counter() - t_start
-    report["table_markdown"] = format_tables(report)
-    save_json(json_path, report)
-    bar_chart(png_path,
-              {f"probe {p}": {r.short: rows[n]["rank1"][p] for n, r in RUNS.items()}
-               for p in probes},
-              ylabel="rank-1 (%)", title=f"LR face KD on Olivetti, {len(seeds)} seeds, "
-                                         f"{iters} iterations")
-    return report
 
 
 def format_tables(report: Dict) -> str:
@@ -171,10 +167,7 @@ def format_tables(report: Dict) -> str:
     lines = ["| method | " + " | ".join(probes) + " | train s / run |",
              "|---|" + "---|" * (len(probes) + 1)]
     for row in rows.values():
-        cells = []
-        for p in probes:
-            s = mean_spread(row["rank1"][p])
-            cells.append(f"{s['mean']:.1f} ± {s['std']:.1f}" if s["n"] > 1 else f"{s['mean']:.1f}")
+        cells = [mean_std(row["rank1"][p]) for p in probes]
         lines.append(f"| {row['label']} (n={len(row['seeds'])}) | " + " | ".join(cells)
                      + f" | {mean_spread(row['wall_s'])['mean']:.0f} |")
     pipe = report["pipelines_wall_s"]

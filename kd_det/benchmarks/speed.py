@@ -29,7 +29,8 @@ from detectron2.utils.events import EventStorage
 from ..modeling import DistillRCNN
 from ..modeling.backbone.mobilenet import find_imagenet_weights
 from ..modeling.teacher import build_teacher_cfg
-from ..utils.timing import interleaved_times, machine_info, peak_rss_mb
+from .machine import machine_info, peak_rss_mb
+from .timing import interleaved_times
 
 __all__ = ["synthetic_batch", "write_random_teacher", "SpeedBench", "run_speed_bench"]
 

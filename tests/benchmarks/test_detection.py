@@ -1,13 +1,14 @@
-"""The accuracy protocol's bookkeeping: time-to-accuracy, KD diagnostics read back from
+"""The detection protocol's bookkeeping: time-to-accuracy, KD diagnostics read back from
 metrics.json, the kd_best settings diff, and stage fingerprints."""
 import json
 
 import pytest
 
-from kd_det.engine.protocol import (
-    _fingerprint,
+from kd_det.benchmarks.detection import (
     _kd_overrides,
+    detection_fingerprint,
     load_cfg,
+    read_curve,
     read_diagnostics,
     time_to_accuracy,
 )
@@ -50,7 +51,16 @@ def test_kd_best_settings_are_the_kd_keys_that_differ():
 def test_plain_detector_fingerprints_ignore_kd_keys():
     student = load_cfg("configs/BCCD/student.yaml")
     other = load_cfg("configs/BCCD/student.yaml", ["KD.HINT.WEIGHT", 3.0])
-    assert _fingerprint(student) == _fingerprint(other)
+    assert detection_fingerprint(student) == detection_fingerprint(other)
     kd = load_cfg("configs/BCCD/kd.yaml")
-    assert _fingerprint(kd) != _fingerprint(load_cfg("configs/BCCD/kd.yaml",
+    assert detection_fingerprint(kd) != detection_fingerprint(load_cfg("configs/BCCD/kd.yaml",
                                                      ["KD.HINT.WEIGHT", 3.0]))
+
+
+def test_read_curve_renames_the_evaluation_scalars(tmp_path):
+    rows = [{"iter": 100, "seconds": 5.0, "bbox/AP": 30.0, "bbox/AP50": 60.0,
+             "bbox/AP75": 25.0}]
+    (tmp_path / "curve.json").write_text(json.dumps(rows))
+    assert read_curve(str(tmp_path)) == [
+        {"iter": 100, "seconds": 5.0, "AP": 30.0, "AP50": 60.0, "AP75": 25.0}]
+    assert read_curve(str(tmp_path / "none")) == []

@@ -1,18 +1,19 @@
-"""The benchmark protocol end to end on a tiny schedule: every row, per-seed JSON, PNG, reuse."""
+"""The classification benchmark end to end on a tiny schedule: every row, per-seed JSON,
+PNG, the measured machine, reuse of finished runs."""
 import json
 import os
 
 import pytest
 import torch
 
-from kd_det.classification.bench import BENCH_METHODS, format_table, run_benchmark
+from kd_det.benchmarks.classification import BENCH_METHODS, format_table, run_benchmark
 
-from .test_cls_trainer import CONFIGS, fashion  # noqa: F401  (fixtures)
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "classification")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_benchmark_writes_every_row_and_reuses_runs(tmp_path, fashion):  # noqa: F811
+def test_benchmark_writes_every_row_and_reuses_runs(tmp_path, fashion_mnist):
     opts = ["CLS.DATA.VAL_SIZE", "128", "CLS.DATA.TRAIN_SIZE", "512",
             "CLS.DATA.TEST_SIZE", "200", "DATALOADER.BATCH_SIZE", "16",
             "SOLVER.WARMUP_ITERS", "0", "CLS.TEACHER.WIDTHS", "(8, 8, 8)",
@@ -22,6 +23,7 @@ def test_benchmark_writes_every_row_and_reuses_runs(tmp_path, fashion):  # noqa:
                            command="cmd", opts=opts)
     saved = json.load(open(js))
     assert saved["command"] == "cmd" and saved["complete"] and os.path.getsize(png) > 0
+    assert saved["hardware"]["torch_threads"] == 1 and saved["hardware"]["cpu"]
     for name in BENCH_METHODS:
         assert saved[name]["seeds"] == [0, 1] and len(saved[name]["top1"]) == 2
         assert all(0.0 <= v <= 100.0 for v in saved[name]["top1"])

@@ -1,30 +1,30 @@
-"""The teacher / baseline student / distilled student protocol shared by `make demo` and
-tools/bench_accuracy.py: cached training stages, evaluation, CPU inference timing."""
+"""The teacher / baseline student / distilled student protocol of `make demo` and
+tools/bench_accuracy.py: training stages (run by the orchestrator), evaluation, FLOPs,
+CPU inference timing, and the report."""
 import hashlib
 import json
-import logging
 import os
-import sys
-import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import build_detection_test_loader
 from detectron2.utils.env import seed_all_rng
-from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_kd_config
+from ..engine import KDTrainer
 from ..modeling.backbone import add_mobilenet_config
-from ..utils.reporting import mean_spread, median_time, save_json
-from .trainer import KDTrainer
+from .orchestrator import Stage, cached_json, config_fingerprint, mean_spread, run_stages
+from .report import Bars, Curves, mean_std, save_report
+from .timing import median_time
 
-__all__ = ["load_cfg", "run_stage", "inference_seconds_per_image", "summarize", "compare",
-           "write_report", "format_table",
-           "add_run_arguments", "apply_run_arguments", "role_configs"]
+__all__ = ["load_cfg", "detection_fingerprint", "train_detector", "stage_cfg",
+           "inference_seconds_per_image", "evaluate_weights", "backbone_gflops", "read_curve",
+           "read_diagnostics", "time_to_accuracy", "summarize", "compare", "write_report",
+           "format_table", "role_configs"]
 
-logger = logging.getLogger("kd_det.protocol")
+ROWS = ("teacher", "baseline", "kd", "kd_best")
 
 
 def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
@@ -36,14 +36,14 @@ def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
     return cfg
 
 
-def _fingerprint(cfg: CfgNode) -> str:
+def detection_fingerprint(cfg: CfgNode) -> str:
     """Hash of the config; a plain detector's ignores the KD node, so that adding KD keys
     does not retrain finished teachers and baselines."""
     cfg = cfg.clone()
     cfg.defrost()
     if cfg.MODEL.META_ARCHITECTURE != "DistillRCNN":
         del cfg["KD"]
-    return hashlib.sha1(cfg.dump().encode()).hexdigest()[:12]
+    return config_fingerprint(cfg)
 
 
 def _bbox(results: Dict) -> Dict[str, float]:
@@ -51,55 +51,22 @@ def _bbox(results: Dict) -> Dict[str, float]:
     return {"AP": float(res["AP"]), "AP50": float(res["AP50"])}
 
 
-def _log_to(output_dir: str) -> None:
-    """Send this stage's logs to `output_dir`/log.txt only (not to the previous stages'
-    files) and to the console once, however many stages run in this process."""
-    for name in ("detectron2", "kd_det"):
-        named = logging.getLogger(name)
-        for h in [h for h in named.handlers if getattr(h, "stream", None) is not sys.stdout]:
-            named.removeHandler(h)
-        setup_logger(output_dir, name=name, configure_stdout=not named.handlers)
+def train_detector(cfg: CfgNode, resume: bool = False) -> Dict:
+    """A stage: train `cfg` (a plain detector or a DistillRCNN) and evaluate it on
+    DATASETS.TEST; its final weights and AP / AP50."""
+    seed_all_rng(cfg.SEED)  # same seed -> same initial student in baseline and KD runs
+    trainer = KDTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    results = trainer.train()
+    return {"weights": os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), **_bbox(results)}
 
 
-def run_stage(cfg: CfgNode, output_dir: str) -> Dict:
-    """Train `cfg` into `output_dir` and evaluate it on DATASETS.TEST, unless a finished
-    run of the very same config is already there (re-running reuses finished stages); an
-    interrupted run of the same config resumes from its last checkpoint."""
+def _stage(name: str, cfg: CfgNode, output_dir: str) -> Stage:
     cfg = cfg.clone()
     cfg.defrost()
     cfg.OUTPUT_DIR = output_dir
     cfg.freeze()
-    done = os.path.join(output_dir, "stage.json")
-    fp = _fingerprint(cfg)
-    if os.path.isfile(done):
-        with open(done) as f:
-            cached = json.load(f)
-        if cached.get("fingerprint") == fp:
-            logger.info("Reusing finished stage %s", output_dir)
-            return cached
-    os.makedirs(output_dir, exist_ok=True)
-    _log_to(output_dir)
-    started = os.path.join(output_dir, "fingerprint.txt")
-    resume = (os.path.isfile(os.path.join(output_dir, "last_checkpoint"))
-              and os.path.isfile(started) and open(started).read() == fp)
-    with open(os.path.join(output_dir, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
-    with open(started, "w") as f:
-        f.write(fp)
-    t0 = time.perf_counter()
-    # Same seed -> same initial student in the baseline and the distilled run.
-    seed_all_rng(cfg.SEED)
-    trainer = KDTrainer(cfg)
-    trainer.resume_or_load(resume=resume)
-    results = trainer.train()
-    stage = {
-        "fingerprint": fp,
-        "train_seconds": time.perf_counter() - t0,
-        "weights": os.path.join(output_dir, "model_final.pth"),
-        **_bbox(results),
-    }
-    save_json(done, stage)
-    return stage
+    return Stage(name, cfg, train_detector, fingerprint=detection_fingerprint(cfg))
 
 
 @torch.no_grad()
@@ -127,22 +94,18 @@ def inference_seconds_per_image(cfg: CfgNode, weights: str, n_images: int = 20) 
 
 def evaluate_weights(cfg: CfgNode, weights: str, dataset: str, cache_dir: str) -> Dict:
     """AP / AP50 of `weights` (built from `cfg`) on `dataset`, cached in `cache_dir`."""
-    path = os.path.join(cache_dir, f"eval_{dataset}.json")
-    fp = hashlib.sha1(f"{_fingerprint(cfg)}{weights}{os.path.getmtime(weights)}".encode())
-    fp = fp.hexdigest()[:12]
-    if os.path.isfile(path):
-        with open(path) as f:
-            cached = json.load(f)
-        if cached.get("fingerprint") == fp:
-            return cached
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.DATASETS.TEST = (dataset,)
-    model = KDTrainer.build_model(cfg)
-    SafeDetectionCheckpointer(model).load(weights)
-    out = {"fingerprint": fp, **_bbox(KDTrainer.test(cfg, model))}
-    save_json(path, out)
-    return out
+    fp = f"{detection_fingerprint(cfg)}{weights}{os.path.getmtime(weights)}"
+    fp = hashlib.sha1(fp.encode()).hexdigest()[:12]
+
+    def evaluate():
+        test_cfg = cfg.clone()
+        test_cfg.defrost()
+        test_cfg.DATASETS.TEST = (dataset,)
+        model = KDTrainer.build_model(test_cfg)
+        SafeDetectionCheckpointer(model).load(weights)
+        return _bbox(KDTrainer.test(test_cfg, model))
+
+    return cached_json(os.path.join(cache_dir, f"eval_{dataset}.json"), fp, evaluate)
 
 
 @torch.no_grad()
@@ -219,22 +182,6 @@ def _gap_closed(results: Dict, row: str, metric: str) -> float:
     return (k - b) / (t - b) if t != b else float("nan")
 
 
-def _stage_worker(cfg: CfgNode, output_dir: str) -> Dict:
-    torch.set_num_threads(1)
-    return run_stage(cfg, output_dir)
-
-
-def _run_stages(stages, jobs: int) -> List[Dict]:
-    if jobs <= 1:
-        return [run_stage(cfg, out) for cfg, out in stages]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_stage_worker, cfg, out) for cfg, out in stages]
-        return [f.result() for f in futures]
-
-
 _ROLE = {"baseline": "student", "kd": "kd", "kd_best": "kd_best"}
 
 
@@ -285,28 +232,33 @@ def compare(
     split over sessions reports its validation part first).
     """
     opts = opts or {}
-    rows = [r for r in ("baseline", "kd", "kd_best") if r in configs or r == "baseline"]
+    rows = [r for r in ROWS[1:] if r in configs or r == "baseline"]
     teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
-    teacher = run_stage(teacher_cfg, os.path.join(output_dir, "teacher"))
+    # The teacher first, alone in this process (every KD stage reads it).
+    teacher = run_stages([_stage("teacher", teacher_cfg, os.path.join(output_dir, "teacher"))]
+                         )["teacher"]
 
     def cfg_for(row, seed, split, extra=()):
         return stage_cfg(configs, row, seed, val_split if split == "val" else test_split,
                          teacher["weights"], split == "val", opts.get(_ROLE[row]),
                          diagnostics_period, extra)
 
-    jobs_list = []  # (group, name, cfg, dir): independent, selection runs first
+    stages, groups = [], []  # independent stages, selection runs first; (group, row)
+
+    def add(group, name, cfg, split, seed):
+        folder = os.path.join(split, f"{name}_s{seed}")
+        stages.append(_stage(folder, cfg, os.path.join(output_dir, folder)))
+        groups.append((group, name))
+
     if val_split:
         for row in rows:
-            jobs_list.append(("val", row, cfg_for(row, seeds[0], "val"),
-                              os.path.join(output_dir, "val", f"{row}_s{seeds[0]}")))
+            add("val", row, cfg_for(row, seeds[0], "val"), "val", seeds[0])
         for name, extra in (ablations or {}).items():
-            jobs_list.append(("ablation", name, cfg_for("kd", seeds[0], "val", extra),
-                              os.path.join(output_dir, "val", f"{name}_s{seeds[0]}")))
+            add("ablation", name, cfg_for("kd", seeds[0], "val", extra), "val", seeds[0])
     for seed in [] if selection_only else seeds:
         for row in rows:
-            jobs_list.append(("test", row, cfg_for(row, seed, "test"),
-                              os.path.join(output_dir, "test", f"{row}_s{seed}")))
-    stages = _run_stages([(c, d) for _, _, c, d in jobs_list], jobs)
+            add("test", row, cfg_for(row, seed, "test"), "test", seed)
+    records = run_stages(stages, jobs)
 
     results = {"protocol": {
         "selection": (f"train {val_split[0]} -> validate {val_split[1]}, seed {seeds[0]}"
@@ -315,8 +267,9 @@ def compare(
         "teacher": f"{configs['teacher']}, trained once on its own DATASETS.TRAIN",
     }}
     by_group: Dict[str, Dict[str, List]] = {"val": {}, "ablation": {}, "test": {}}
-    for (group, name, _, d), stage in zip(jobs_list, stages):
-        by_group[group].setdefault(name, []).append(dict(stage, dir=d))
+    for (group, name), stage in zip(groups, stages):
+        by_group[group].setdefault(name, []).append(
+            dict(records[stage.name], dir=stage.cfg.OUTPUT_DIR))
     if not selection_only:
         results["teacher"] = summarize([evaluate_weights(
             teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))])
@@ -381,47 +334,24 @@ def _kd_overrides(base: CfgNode, other: CfgNode) -> Dict:
 
 
 def write_report(results: Dict, json_path: str, png_path: str, title: str) -> None:
-    """results JSON + a PNG: test AP and AP50 of every row (mean +- std), the validation
-    learning curves, and CPU inference time of both sizes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    save_json(json_path, results)
+    """results JSON + a PNG: AP and AP50 of every row (mean ± std, test split when it ran),
+    the validation learning curves, and CPU inference time of both sizes."""
     split = "test" if "baseline" in results else "validation"
     src = results if split == "test" else results["validation"]
-    rows = [r for r in ("teacher", "baseline", "kd", "kd_best") if r in src]
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
-    for ax, metric in zip(axes[:2], ("AP", "AP50")):
-        stats = [src[r][f"{metric}_stats"] for r in rows]
-        ax.bar(range(len(rows)), [s["mean"] for s in stats], yerr=[s["std"] for s in stats],
-               capsize=3, color=[f"C{i}" for i in range(len(rows))])
-        for i, (r, st) in enumerate(zip(rows, stats)):
-            ax.scatter([i] * len(src[r][metric]), src[r][metric], color="k", s=8)
-            ax.text(i, st["mean"], f"{st['mean']:.1f}", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels(rows)
-        ax.set_title(f"{split} {metric} (mean ± std, dots: seeds)")
-    ax = axes[2]
-    for i, r in enumerate(rows):
-        curve = results.get("curves", {}).get(r) or []
-        ax.plot([c["iter"] for c in curve], [c["AP50"] for c in curve], "o-", ms=3,
-                label=r, color=f"C{i}")
-    ax.set_xlabel("iteration")
-    ax.set_title("validation AP50 during training")
-    ax.legend(fontsize=8)
+    rows = [r for r in ROWS if r in src]
+    curves = {r: c for r, c in results.get("curves", {}).items() if r in rows}
     sp = results["speed"]
-    axes[3].bar([0, 1], [sp["teacher_s_per_img"] * 1000, sp["student_s_per_img"] * 1000],
-                color=["C0", "C1"])
-    axes[3].set_xticks([0, 1])
-    axes[3].set_xticklabels(["teacher", "student"])
-    axes[3].set_title("CPU ms / image (batch 1)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    panels = [Bars(f"{split} {m} (mean ± std, dots: seeds)", {r: src[r][m] for r in rows},
+                   fmt=".1f") for m in ("AP", "AP50")]
+    panels += [
+        Curves("validation AP50 during training",
+               {r: ([p["iter"] for p in c], [p["AP50"] for p in c]) for r, c in curves.items()},
+               xlabel="iteration"),
+        Bars("CPU ms / image (batch 1)", {"teacher": [sp["teacher_s_per_img"] * 1000],
+                                          "student": [sp["student_s_per_img"] * 1000]},
+             fmt=".0f"),
+    ]
+    save_report(results, json_path, png_path, panels, title)
 
 
 def format_table(results: Dict) -> str:
@@ -431,12 +361,10 @@ def format_table(results: Dict) -> str:
     if "baseline" in results:
         lines += ["| model | test AP50 | test AP | per-seed AP50 | per-seed AP |",
                   "|---|---|---|---|---|"]
-        for name in ("teacher", "baseline", "kd", "kd_best"):
+        for name in ROWS:
             if name in results:
                 r = results[name]
-                a50, ap = r["AP50_stats"], r["AP_stats"]
-                lines.append(f"| {name} | {a50['mean']:.1f} ± {a50['std']:.1f} | "
-                             f"{ap['mean']:.1f} ± {ap['std']:.1f} | "
+                lines.append(f"| {name} | {mean_std(r['AP50'])} | {mean_std(r['AP'])} | "
                              f"{', '.join(f'{v:.1f}' for v in r['AP50'])} | "
                              f"{', '.join(f'{v:.1f}' for v in r['AP'])} |")
         lines.append("")
@@ -475,17 +403,3 @@ def role_configs(folder: str) -> Dict[str, str]:
     roles = ("teacher", "student", "kd", "kd_best")
     out = {role: os.path.join(folder, f"{role}.yaml") for role in roles}
     return {r: p for r, p in out.items() if r != "kd_best" or os.path.isfile(p)}
-
-
-def add_run_arguments(parser) -> None:
-    """--threads / --jobs, shared by tools/demo.py and tools/bench_accuracy.py."""
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (default: all cores); use 1 on a busy machine, "
-                             "where OpenMP threads competing for cores slow training many-fold")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="student trainings run in parallel (1 torch thread each)")
-
-
-def apply_run_arguments(args) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)

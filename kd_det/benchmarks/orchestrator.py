@@ -1,0 +1,257 @@
+"""The one way a benchmark runs: stages, seeds, caching, parallel workers, results JSON.
+
+A stage is one training run (a teacher, a student of one seed...). It runs once: its
+record goes to OUTPUT_DIR/stage.json with the fingerprint of its config, and a later run
+of the same config reuses it; an interrupted run of the same config resumes from its last
+checkpoint. Stages run in worker processes when jobs > 1 (one torch thread each, as two
+torch processes on two shared cores train faster than one with two threads), a stage only
+once the stages it reads are done. Per-seed values are summarised as mean and sample std.
+"""
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import shlex
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from detectron2.config import CfgNode
+
+from ..file_io import save_json
+from .machine import machine_info
+
+__all__ = ["Stage", "run_stages", "run_report", "cached_json", "config_fingerprint",
+           "mean_spread", "add_run_arguments", "apply_run_arguments", "benchmark_parser",
+           "start_benchmark"]
+
+logger = logging.getLogger(__name__)
+
+Records = Dict[str, Dict]
+
+
+def config_fingerprint(cfg: CfgNode) -> str:
+    """Short hash of the whole config: a stage's identity in the cache."""
+    return hashlib.sha1(cfg.dump().encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training run of a benchmark.
+
+    `train(cfg, resume=...)` trains `cfg` into cfg.OUTPUT_DIR and returns its results (a
+    flat JSON-able dict); it is a module-level function or a trainer's classmethod, so that
+    a worker process can import it. `after` names the stages whose output it reads (a
+    student's teacher). `fingerprint` identifies its config in the cache (default: a hash
+    of cfg.dump()).
+    """
+
+    name: str
+    cfg: CfgNode
+    train: Callable[..., Dict]
+    after: Tuple[str, ...] = ()
+    fingerprint: str = ""
+
+    @property
+    def record_path(self) -> str:
+        return os.path.join(self.cfg.OUTPUT_DIR, "stage.json")
+
+    def key(self) -> str:
+        return self.fingerprint or config_fingerprint(self.cfg)
+
+
+def _read_cached(path: str, fingerprint: str) -> Optional[Dict]:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        cached = json.load(f)
+    return cached if cached.get("fingerprint") == fingerprint else None
+
+
+def cached_json(path: str, fingerprint: str, compute: Callable[[], Dict]) -> Dict:
+    """The record at `path` when it holds `fingerprint`; else {"fingerprint", **compute()},
+    written there first."""
+    cached = _read_cached(path, fingerprint)
+    if cached is not None:
+        logger.info("Reusing %s", path)
+        return cached
+    record = {"fingerprint": fingerprint, **compute()}
+    save_json(path, record)
+    return record
+
+
+def _log_to(output_dir: str) -> None:
+    """Send this stage's logs to `output_dir`/log.txt only (not to the previous stages'
+    files) and to the console once, however many stages run in this process."""
+    from detectron2.utils.logger import setup_logger
+
+    for name in ("detectron2", "fvcore", "kd_det"):
+        named = logging.getLogger(name)
+        for h in [h for h in named.handlers if getattr(h, "stream", None) is not sys.stdout]:
+            named.removeHandler(h)
+        setup_logger(output_dir, name=name, configure_stdout=not named.handlers)
+
+
+def _run_stage(stage: Stage) -> Dict:
+    out = stage.cfg.OUTPUT_DIR
+    fingerprint = stage.key()
+
+    def train():
+        os.makedirs(out, exist_ok=True)
+        _log_to(out)
+        started = os.path.join(out, "fingerprint.txt")
+        resume = False
+        if os.path.isfile(os.path.join(out, "last_checkpoint")) and os.path.isfile(started):
+            with open(started) as f:
+                resume = f.read() == fingerprint
+        with open(os.path.join(out, "config.yaml"), "w") as f:
+            f.write(stage.cfg.dump())
+        with open(started, "w") as f:
+            f.write(fingerprint)
+        t0 = time.perf_counter()
+        results = stage.train(stage.cfg, resume=resume)
+        return {"train_seconds": time.perf_counter() - t0, **results}
+
+    return cached_json(stage.record_path, fingerprint, train)
+
+
+def _stage_worker(stage: Stage) -> Dict:
+    torch.set_num_threads(1)
+    return _run_stage(stage)
+
+
+def run_stages(stages: Sequence[Stage], jobs: int = 1,
+               on_done: Optional[Callable[[Records], None]] = None) -> Records:
+    """Run every stage once; {name: record}, a record being the stage's results with its
+    "fingerprint" and "train_seconds" (the wall-clock of its train call).
+
+    With jobs <= 1 the stages run in this process in the order given; otherwise in `jobs`
+    worker processes, submitted in that order as soon as the stages they name in `after`
+    are done. `on_done(records)` runs in this process after every stage.
+    """
+    names = set()
+    for s in stages:
+        missing = [a for a in s.after if a not in names]
+        if s.name in names or missing:
+            raise ValueError(f"stage {s.name!r}: names must be unique and come after the "
+                             f"stages they read (unknown or later: {missing})")
+        names.add(s.name)
+    records: Records = {}
+
+    def finish(stage, record):
+        records[stage.name] = record
+        logger.info("[%d/%d] %s done (%.0f s of training)", len(records), len(stages),
+                    stage.name, record["train_seconds"])
+        if on_done is not None:
+            on_done(records)
+
+    if jobs <= 1:
+        for stage in stages:
+            finish(stage, _run_stage(stage))
+        return records
+    # The workers' progress bars would interleave (tqdm reads this when imported).
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    waiting: List[Stage] = list(stages)
+    with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        running: Dict[cf.Future, Stage] = {}
+        while waiting or running:
+            ready = [s for s in waiting if all(a in records for a in s.after)]
+            for stage in ready:
+                waiting.remove(stage)
+                cached = _read_cached(stage.record_path, stage.key())
+                if cached is not None:
+                    finish(stage, cached)
+                else:
+                    running[pool.submit(_stage_worker, stage)] = stage
+            if ready and not running:
+                continue  # cached stages may have readied others
+            done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                finish(running.pop(future), future.result())
+    return records
+
+
+def run_report(stages: Sequence[Stage], summary: Callable[[Records, bool], Dict],
+               json_path: str, png_path: str, panels: Callable[[Dict], List], title: str,
+               command: str, jobs: int = 1) -> Dict:
+    """Run `stages` and report them: the results JSON is `summary(records, complete)` plus
+    the command, the machine (measured at the start, and its load at the end), the total
+    wall-clock and "complete"; it is rewritten after every stage and, at the end, written
+    with the PNG of `panels(results)`."""
+    from .report import save_report
+
+    t0 = time.perf_counter()
+    header = {"command": command, "hardware": machine_info()}
+
+    def results(records, complete):
+        return {**header, **summary(records, complete), "complete": complete}
+
+    records = run_stages(stages, jobs,
+                         on_done=lambda recs: save_json(json_path, results(recs, False)))
+    report = results(records, True)
+    report["hardware"]["load_avg_1min_end"] = os.getloadavg()[0]
+    report["total_wall_s"] = time.perf_counter() - t0
+    save_report(report, json_path, png_path, panels(report), title)
+    return report
+
+
+def mean_spread(values: Sequence[float]) -> Dict[str, float]:
+    """Mean and spread (sample standard deviation; 0 for one value) of per-seed numbers."""
+    values = [float(v) for v in values]
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+# ---- command line ----------------------------------------------------------------------
+
+
+def add_run_arguments(parser, threads: int = 0, jobs: int = 1) -> None:
+    """--threads / --jobs: how many torch threads this process uses, how many stages run at
+    once."""
+    parser.add_argument("--threads", type=int, default=threads,
+                        help="torch CPU threads of this process (0: all cores); use 1 on a busy "
+                             "machine, where OpenMP threads competing for cores slow training "
+                             "many-fold")
+    parser.add_argument("--jobs", type=int, default=jobs,
+                        help="trainings run in parallel worker processes (1 torch thread each)")
+
+
+def apply_run_arguments(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def benchmark_parser(doc: str, config_dir: str, output_root: str, json_path: str,
+                     iters: int, jobs: int = 1) -> argparse.ArgumentParser:
+    """The arguments of an auxiliary benchmark (tools/bench_{cls_kd,face_kd,sr}.py), with its
+    defaults; trailing KEY VALUE pairs override every run's config."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-dir", default=config_dir)
+    p.add_argument("--output-root", default=output_root, help="the runs' folders (the cache)")
+    p.add_argument("--json", default=json_path)
+    p.add_argument("--png", default=os.path.splitext(json_path)[0] + ".png")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--iters", type=int, default=iters, help="SOLVER.MAX_ITER of every run")
+    add_run_arguments(p, threads=1, jobs=jobs)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return p
+
+
+def start_benchmark(args) -> str:
+    """Threads and console logging as `args` say; the command line to record."""
+    from detectron2.utils.logger import setup_logger
+
+    apply_run_arguments(args)
+    for name in ("detectron2", "kd_det"):
+        setup_logger(name=name)
+    return shlex.join(["python", *sys.argv])

@@ -1,0 +1,27 @@
+"""Files written atomically: through a temporary file and a rename, so that a crash leaves
+the previous file or none, never half of one."""
+import json
+import os
+import tempfile
+
+import torch
+
+__all__ = ["save_json", "atomic_torch_save"]
+
+
+def save_json(path: str, obj) -> None:
+    """json.dump of `obj` (indented) at `path`, its folder created."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """torch.save of `obj` at `path` (a checkpoint is never half-written)."""
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
