@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ..classification import run_cls, setup_cls_cfg
+from ..classification import ClsTrainer
 from ..classification.data import load_split
 from ..classification.trainer import load_teacher
 from .orchestrator import Stage, mean_spread, run_report
@@ -66,10 +66,10 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
         run_opts = [*common, "SEED", str(seed), "OUTPUT_DIR", os.path.join(output_root, name),
                     *extra]
         if row == "teacher":  # train the network that CLS.TEACHER (overrides included) names
-            t = setup_cls_cfg(os.path.join(config_dir, config), run_opts).CLS.TEACHER
+            t = ClsTrainer.setup_cfg(os.path.join(config_dir, config), run_opts).CLS.TEACHER
             run_opts += ["CLS.MODEL.ARCH", t.ARCH, "CLS.MODEL.WIDTHS", str(tuple(t.WIDTHS))]
-        cfg = setup_cls_cfg(os.path.join(config_dir, config), run_opts)
-        train = run_cls if BENCH_METHODS[row] else evaluate_ensemble
+        cfg = ClsTrainer.setup_cfg(os.path.join(config_dir, config), run_opts)
+        train = ClsTrainer.run if BENCH_METHODS[row] else evaluate_ensemble
         stages.append(Stage(name, cfg, train, after=tuple(after)))
         row_of[name] = (row, seed)
 

@@ -16,9 +16,9 @@ from typing import Dict, NamedTuple, Optional, Sequence
 
 import torch
 
-from ..face import setup_face_cfg
+from ..face import FaceTrainer
 from ..face.models import build_face_net
-from ..face.trainer import probe_name, run_face
+from ..face.trainer import probe_name
 from .orchestrator import Stage, mean_spread, run_report
 from .report import Bars, mean_std
 from .timing import interleaved_times
@@ -73,7 +73,7 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
     """The teachers, then every student row for each seed; the results JSON (after every
     run), with the pipelines' wall-clock and the CPU time per face, and the PNG."""
     common = ["SOLVER.MAX_ITER", str(iters), "SOLVER.CHECKPOINT_PERIOD", str(10**9), *opts]
-    ref = setup_face_cfg(os.path.join(config_dir, "kd_mmd.yaml"), common)
+    ref = FaceTrainer.setup_cfg(os.path.join(config_dir, "kd_mmd.yaml"), common)
     f, sol = ref.FACE, ref.SOLVER
     probes = [probe_name(s) for s in f.TEST.PROBE_SIZES]
     stages, row_of = [], {}
@@ -85,8 +85,8 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
         if run.teacher is not None:
             run_opts += ["FACE.TEACHER.WEIGHTS",
                          os.path.join(output_root, run.teacher, "model_final.pth")]
-        cfg = setup_face_cfg(os.path.join(config_dir, run.config), run_opts)
-        stages.append(Stage(out, cfg, run_face, after=(run.teacher,) if run.teacher else ()))
+        cfg = FaceTrainer.setup_cfg(os.path.join(config_dir, run.config), run_opts)
+        stages.append(Stage(out, cfg, FaceTrainer.run, after=(run.teacher,) if run.teacher else ()))
         row_of[out] = (name, seed)
 
     for name in TEACHERS:

@@ -7,7 +7,7 @@ folder (configs/sr) comes from the caller.
 import os
 from typing import Dict, Sequence
 
-from ..sr import run_sr, setup_sr_cfg
+from ..sr import SRTrainer
 from ..sr.trainer import evaluate_bicubic, test_set_names
 from .orchestrator import Stage, mean_spread, run_report
 from .report import Bars, mean_std
@@ -81,8 +81,8 @@ def run_benchmark(config_dir: str, output_root: str, json_path: str, png_path: s
                          os.path.join(output_root, teacher, "model_final.pth")]
         run_opts += list(opts)
         config = CONFIGS["baseline" if mode == "bicubic" else mode].format(scale)
-        cfg = setup_sr_cfg(os.path.join(config_dir, config), run_opts)
-        train = evaluate_bicubic_stage if mode == "bicubic" else run_sr
+        cfg = SRTrainer.setup_cfg(os.path.join(config_dir, config), run_opts)
+        train = evaluate_bicubic_stage if mode == "bicubic" else SRTrainer.run
         stages.append(Stage(name, cfg, train, after=(teacher,) if mode == "student" else ()))
         runs[name] = (scale, mode, seed, run_opts)
 

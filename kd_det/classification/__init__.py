@@ -1,10 +1,10 @@
 """Classification distillation on Fashion-MNIST: Hinton KD, FitNets, Feature-Normalised KD
 and MEAL V2 on one small student, with teachers trained by the same tool (CLS.METHOD none).
 """
-from .config import add_cls_kd_config, check_cls_config, get_cls_cfg, setup_cls_cfg
+from .config import add_cls_kd_config, check_cls_config
 from .distiller import ClsDistiller
 from .models import ClassifierNet, Discriminator
-from .trainer import ClsTrainer, run_cls
+from .trainer import ClsTrainer
 
 __all__ = [
     "ClassifierNet",
@@ -13,7 +13,4 @@ __all__ = [
     "Discriminator",
     "add_cls_kd_config",
     "check_cls_config",
-    "get_cls_cfg",
-    "run_cls",
-    "setup_cls_cfg",
 ]

@@ -1,13 +1,11 @@
 """Config keys of the classification-distillation trainer, on top of the auxiliary config."""
 from detectron2.config import CfgNode
 
-from kd_det.engine.aux_trainer import get_aux_cfg, setup_cfg
 from kd_det.losses import FNKD_FORMS
 
 from .data import find_idx
 
-__all__ = ["METHODS", "ARCHS", "add_cls_kd_config", "check_cls_config", "get_cls_cfg",
-           "setup_cls_cfg"]
+__all__ = ["METHODS", "ARCHS", "add_cls_kd_config", "check_cls_config"]
 
 METHODS = ("none", "kd", "fitnets", "fnkd", "meal_v2")
 ARCHS = ("cnn", "resnet")
@@ -15,7 +13,11 @@ NUM_TEACHERS = {"kd": 1, "fitnets": 1, "fnkd": 1}
 
 
 def add_cls_kd_config(cfg: CfgNode) -> CfgNode:
-    """Add the CLS.* keys: method, data, the trained network, teachers, per-method weights."""
+    """Add the CLS.* keys (method, data, the trained network, teachers, per-method weights)
+    to an auxiliary config (get_aux_cfg), with Fashion-MNIST's batch and warm-up."""
+    cfg.OUTPUT_DIR = "./output/cls"
+    cfg.DATALOADER.BATCH_SIZE = 128
+    cfg.SOLVER.WARMUP_ITERS = 50
     cfg.CLS = CfgNode()
     # "none" trains CLS.MODEL alone with CE (student baseline, or a teacher to distil from);
     # "kd" Hinton; "fitnets" hint stage then KD; "fnkd" feature-normalised KD; "meal_v2".
@@ -69,27 +71,6 @@ def add_cls_kd_config(cfg: CfgNode) -> CfgNode:
     cfg.CLS.MEAL.DISC_LR = 1e-4
     cfg.CLS.MEAL.DISC_WEIGHT = 1.0
     return cfg
-
-
-def get_cls_cfg() -> CfgNode:
-    """The full default config of tools/train_cls_kd.py."""
-    cfg = add_cls_kd_config(get_aux_cfg())
-    cfg.VERSION = 2
-    cfg.OUTPUT_DIR = "./output/cls"
-    cfg.DATALOADER.BATCH_SIZE = 128
-    cfg.SOLVER.OPTIMIZER = "SGD"
-    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
-    cfg.SOLVER.BASE_LR = 0.05
-    cfg.SOLVER.WEIGHT_DECAY = 5e-4
-    cfg.SOLVER.WARMUP_ITERS = 50
-    cfg.SOLVER.STEPS = ()
-    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
-    return cfg
-
-
-def setup_cls_cfg(config_file: str = "", opts=()) -> CfgNode:
-    """Defaults, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
-    return setup_cfg(get_cls_cfg, config_file, opts)
 
 
 def check_disc_hidden(cfg: CfgNode):

@@ -6,14 +6,19 @@ import torch
 from detectron2.engine import HookBase
 from detectron2.evaluation import inference_context
 
-from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader, load_aux_teacher
+from kd_det.engine.aux_trainer import (
+    AUX_TRAINER_REGISTRY,
+    AuxTrainer,
+    build_infinite_loader,
+    load_aux_teacher,
+)
 
-from .config import check_cls_config, check_disc_hidden
+from .config import add_cls_kd_config, check_cls_config, check_disc_hidden
 from .data import load_split
 from .distiller import ClsDistiller
 from .models import Discriminator, build_classifier, build_regressor
 
-__all__ = ["ClsTrainer", "FitNetsStageHook", "evaluate_top1", "load_teacher", "run_cls"]
+__all__ = ["ClsTrainer", "FitNetsStageHook", "evaluate_top1", "load_teacher"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +56,13 @@ class FitNetsStageHook(HookBase):
             self.trainer.model.stage = stage
 
 
+@AUX_TRAINER_REGISTRY.register()
 class ClsTrainer(AuxTrainer):
     """CLS.METHOD: "none" (CE alone), "kd", "fitnets", "fnkd" or "meal_v2"."""
+
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        add_cls_kd_config(cfg)
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -110,6 +120,3 @@ class ClsTrainer(AuxTrainer):
         if self.cfg.CLS.METHOD == "fitnets":
             ret.insert(0, FitNetsStageHook(self.cfg.CLS.FITNETS.STAGE1_ITERS))
         return ret
-
-
-run_cls = ClsTrainer.run

@@ -2,9 +2,11 @@
 
 Classification, face and super-resolution KD all train through Detectron2's own loop
 (TrainerBase + SimpleTrainer, hooks, EventStorage, fvcore Checkpointer, JSON/console
-writers, LR schedulers) driven by a yacs config; a subclass only says how to build its
-model (a module that returns a dict of losses in training mode), its training set and
-its evaluation.
+writers, LR schedulers) driven by a yacs config. A task is one registered subclass: its
+config keys (``add_config``), its model (a module that returns a dict of losses in
+training mode), its training set and its evaluation. Its configs name it in TRAINER, and
+tools/train_aux.py runs whichever trainer a config names: the teacher loading, the config
+defaults and the entry point are shared.
 """
 import logging
 import os
@@ -19,13 +21,20 @@ from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+from detectron2.utils.logger import setup_logger
+from detectron2.utils.registry import Registry
 from fvcore.common.checkpoint import Checkpointer
 
 from ..checkpoint import safe_torch_load
 from ..file_io import save_json
 from ..modeling.frozen import load_strict
 
-__all__ = ["get_aux_cfg", "setup_cfg", "AuxTrainer", "build_infinite_loader", "load_aux_teacher"]
+__all__ = ["AUX_TRAINER_REGISTRY", "get_aux_cfg", "AuxTrainer", "aux_trainer", "aux_main",
+           "build_infinite_loader", "load_aux_teacher"]
+
+AUX_TRAINER_REGISTRY = Registry("AUX_TRAINER")
+AUX_TRAINER_REGISTRY.__doc__ = """AuxTrainer subclasses; an auxiliary config names its own
+in TRAINER."""
 
 
 def load_aux_teacher(net: torch.nn.Module, path: str, key: str, head: str, expected: int,
@@ -46,11 +55,14 @@ def load_aux_teacher(net: torch.nn.Module, path: str, key: str, head: str, expec
 
 
 def get_aux_cfg() -> CfgNode:
-    """Base config of the auxiliary trainers: Detectron2's SOLVER node and a few top keys.
-
-    Each auxiliary package adds its own MODEL/DATA/KD keys on top.
-    """
+    """What every auxiliary config holds: a few top keys, and Detectron2's SOLVER node set
+    to the short CPU schedule the auxiliary tasks share (SGD 0.05, cosine, weight decay
+    5e-4). A trainer's ``add_config`` adds its task's keys and changes what differs."""
     cfg = CfgNode()
+    # Detectron2's CfgNode.merge_from_file compares the file's VERSION with this one.
+    cfg.VERSION = 2
+    # The AUX_TRAINER_REGISTRY name of the trainer this config is for.
+    cfg.TRAINER = ""
     cfg.OUTPUT_DIR = "./output/aux"
     cfg.SEED = 0
     cfg.CUDNN_BENCHMARK = False
@@ -64,20 +76,15 @@ def get_aux_cfg() -> CfgNode:
     cfg.SOLVER = get_cfg().SOLVER.clone()
     # "SGD" (Detectron2's build_optimizer settings) or "ADAM" (BASE_LR, WEIGHT_DECAY).
     cfg.SOLVER.OPTIMIZER = "SGD"
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
+    cfg.SOLVER.BASE_LR = 0.05
+    cfg.SOLVER.WEIGHT_DECAY = 5e-4
+    cfg.SOLVER.STEPS = ()
+    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
     cfg.SOLVER.LOG_PERIOD = 20
     cfg.TEST = CfgNode()
     # Evaluate every N iterations (0: only at the end of training).
     cfg.TEST.EVAL_PERIOD = 0
-    return cfg
-
-
-def setup_cfg(defaults, config_file: str = "", opts=()) -> CfgNode:
-    """`defaults()`, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
-    cfg = defaults()
-    if config_file:
-        cfg.merge_from_file(config_file, allow_unsafe=False)
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
     return cfg
 
 
@@ -92,7 +99,8 @@ def build_infinite_loader(dataset, batch_size: int, seed: int, num_workers: int 
 
 
 class AuxTrainer(TrainerBase):
-    """Subclasses implement `build_model`, `build_train_loader` and `test`."""
+    """Subclasses implement `add_config`, `build_model`, `build_train_loader` and `test`, and
+    register in AUX_TRAINER_REGISTRY."""
 
     def __init__(self, cfg: CfgNode):
         self.check_config(cfg)
@@ -116,6 +124,11 @@ class AuxTrainer(TrainerBase):
 
     # ---- what a subclass provides -------------------------------------------------
     @classmethod
+    def add_config(cls, cfg: CfgNode) -> None:
+        """Add the task's keys to `cfg` (from get_aux_cfg) and set the defaults it changes."""
+        raise NotImplementedError(f"{cls.__name__} must implement add_config(cfg)")
+
+    @classmethod
     def check_config(cls, cfg) -> None:
         """Refuse bad keys, naming them, before anything is built."""
 
@@ -132,6 +145,29 @@ class AuxTrainer(TrainerBase):
         raise NotImplementedError(f"{cls.__name__} must implement test(cfg, model)")
 
     # ---- shared machinery ------------------------------------------------------------
+    @classmethod
+    def get_default_cfg(cls) -> CfgNode:
+        """get_aux_cfg() with this trainer's keys and defaults."""
+        cfg = get_aux_cfg()
+        cfg.TRAINER = cls.__name__
+        cls.add_config(cfg)
+        return cfg
+
+    @classmethod
+    def setup_cfg(cls, config_file: str = "", opts=()) -> CfgNode:
+        """The defaults, then a YAML file (with _BASE_, read as safe YAML), then KEY VALUE
+        overrides; frozen. A file written for another trainer is refused."""
+        cfg = cls.get_default_cfg()
+        if config_file:
+            named = _named_trainer(config_file)
+            if named not in ("", cls.__name__):
+                raise ValueError(f"{config_file} has TRAINER={named!r}: it is not for "
+                                 f"{cls.__name__}")
+            cfg.merge_from_file(config_file, allow_unsafe=False)
+        cfg.merge_from_list(list(opts))
+        cfg.freeze()
+        return cfg
+
     @classmethod
     def build_optimizer(cls, cfg, model) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -216,3 +252,28 @@ class AuxTrainer(TrainerBase):
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         self._trainer.load_state_dict(state_dict["_trainer"])
+
+
+def _named_trainer(config_file: str) -> str:
+    return CfgNode.load_yaml_with_base(config_file, allow_unsafe=False).get("TRAINER", "")
+
+
+def aux_trainer(config_file: str) -> type:
+    """The AuxTrainer that `config_file` (its _BASE_ files included) names in TRAINER."""
+    name = _named_trainer(config_file)
+    if name not in AUX_TRAINER_REGISTRY:
+        raise ValueError(f"{config_file}: TRAINER={name!r} is not a registered auxiliary "
+                         f"trainer; use one of {sorted(k for k, _ in AUX_TRAINER_REGISTRY)}")
+    return AUX_TRAINER_REGISTRY.get(name)
+
+
+def aux_main(args) -> Dict[str, float]:
+    """tools/train_aux.py: Detectron2's default_setup and logging for the trainer the
+    config names, then training (``--resume`` continues) or ``--eval-only``."""
+    from detectron2.engine import default_setup
+
+    trainer = aux_trainer(args.config_file)
+    cfg = trainer.setup_cfg(args.config_file, args.opts)
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="kd_det")
+    return trainer.run(cfg, eval_only=args.eval_only, resume=args.resume)

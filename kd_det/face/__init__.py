@@ -3,10 +3,10 @@ ICCV-W 2019): a teacher trained on original-resolution faces is kept fixed, and 
 student trained on an LR-augmented set learns from it through soft KD and MK-MMD (or the
 plain normalised-feature L2) on L2-normalised embeddings.
 """
-from .config import add_face_config, check_face_config, get_face_cfg, setup_face_cfg
+from .config import add_face_config, check_face_config
 from .distiller import FaceDistiller
 from .models import FaceNet
-from .trainer import FaceTrainer, evaluate_identification, run_face
+from .trainer import FaceTrainer, evaluate_identification
 
 __all__ = [
     "FaceDistiller",
@@ -15,7 +15,4 @@ __all__ = [
     "add_face_config",
     "check_face_config",
     "evaluate_identification",
-    "get_face_cfg",
-    "run_face",
-    "setup_face_cfg",
 ]

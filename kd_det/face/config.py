@@ -4,10 +4,9 @@ import os
 from detectron2.config import CfgNode
 
 from kd_det.data import LR_SIZES, LRDegradation
-from kd_det.engine.aux_trainer import get_aux_cfg, setup_cfg
 from kd_det.losses import FEATURE_LOSSES
 
-__all__ = ["METHODS", "add_face_config", "check_face_config", "get_face_cfg", "setup_face_cfg"]
+__all__ = ["METHODS", "add_face_config", "check_face_config"]
 
 METHODS = ("none", "kd")
 ARCHS = ("cnn", "resnet")
@@ -15,7 +14,11 @@ TEACHER_INPUTS = ("hr", "lr")
 
 
 def add_face_config(cfg: CfgNode) -> CfgNode:
-    """Add the FACE.* keys: method, data, LR augmentation, networks, KD weights, probes."""
+    """Add the FACE.* keys (method, data, LR augmentation, networks, KD weights, probes) to
+    an auxiliary config (get_aux_cfg), with the Olivetti batch and warm-up."""
+    cfg.OUTPUT_DIR = "./output/face"
+    cfg.DATALOADER.BATCH_SIZE = 40
+    cfg.SOLVER.WARMUP_ITERS = 20
     cfg.FACE = CfgNode()
     # "none" trains FACE.MODEL alone with CE (the student baseline, or a teacher);
     # "kd" distils a FACE.TEACHER run into FACE.MODEL.
@@ -65,27 +68,6 @@ def add_face_config(cfg: CfgNode) -> CfgNode:
     # to each and resized back, then matched against the original-resolution training faces.
     cfg.FACE.TEST.PROBE_SIZES = (0, 30, 20, 16, 12, 8)
     return cfg
-
-
-def get_face_cfg() -> CfgNode:
-    """The full default config of tools/train_face_kd.py."""
-    cfg = add_face_config(get_aux_cfg())
-    cfg.VERSION = 2
-    cfg.OUTPUT_DIR = "./output/face"
-    cfg.DATALOADER.BATCH_SIZE = 40
-    cfg.SOLVER.OPTIMIZER = "SGD"
-    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
-    cfg.SOLVER.BASE_LR = 0.05
-    cfg.SOLVER.WEIGHT_DECAY = 5e-4
-    cfg.SOLVER.WARMUP_ITERS = 20
-    cfg.SOLVER.STEPS = ()
-    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
-    return cfg
-
-
-def setup_face_cfg(config_file: str = "", opts=()) -> CfgNode:
-    """Defaults, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
-    return setup_cfg(get_face_cfg, config_file, opts)
 
 
 def check_face_config(cfg: CfgNode) -> None:

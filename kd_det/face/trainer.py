@@ -6,14 +6,19 @@ import torch
 from detectron2.evaluation import inference_context
 
 from kd_det.data import down_up
-from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader, load_aux_teacher
+from kd_det.engine.aux_trainer import (
+    AUX_TRAINER_REGISTRY,
+    AuxTrainer,
+    build_infinite_loader,
+    load_aux_teacher,
+)
 
-from .config import check_face_config
+from .config import add_face_config, check_face_config
 from .data import FaceBatches, build_degradation, load_split
 from .distiller import FaceDistiller
 from .models import FaceNet, build_face_net
 
-__all__ = ["FaceTrainer", "evaluate_identification", "load_teacher", "probe_name", "run_face"]
+__all__ = ["FaceTrainer", "evaluate_identification", "load_teacher", "probe_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +51,14 @@ def evaluate_identification(model, cfg) -> Dict[str, float]:
     return out
 
 
+@AUX_TRAINER_REGISTRY.register()
 class FaceTrainer(AuxTrainer):
     """FACE.METHOD "none" (a teacher, or the student alone) or "kd"; FACE.LR.ENABLED
     trains on the LR-augmented set."""
+
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        add_face_config(cfg)
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -82,6 +92,3 @@ class FaceTrainer(AuxTrainer):
         logger.info("face %s: %s", cfg.FACE.METHOD,
                     ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
         return out
-
-
-run_face = FaceTrainer.run

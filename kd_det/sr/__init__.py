@@ -3,10 +3,10 @@
 Step 1 trains a teacher whose encoder sees the HR image; step 2 starts an FSRCNN student
 from the teacher's decoder and distils the teacher's features into it with VID.
 """
-from .config import add_sr_config, check_sr_config, get_sr_cfg, setup_sr_cfg
+from .config import add_sr_config, check_sr_config
 from .distiller import PISRDistiller
 from .models import FSRCNN, PISRTeacher, SRBaseline, VIDHead
-from .trainer import SRTrainer, run_sr
+from .trainer import SRTrainer
 
 __all__ = [
     "FSRCNN",
@@ -17,7 +17,4 @@ __all__ = [
     "VIDHead",
     "add_sr_config",
     "check_sr_config",
-    "get_sr_cfg",
-    "run_sr",
-    "setup_sr_cfg",
 ]

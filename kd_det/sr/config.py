@@ -4,9 +4,7 @@ import os
 
 from detectron2.config import CfgNode
 
-from kd_det.engine.aux_trainer import get_aux_cfg, setup_cfg
-
-__all__ = ["add_sr_config", "check_sr_config", "get_sr_cfg", "list_images", "setup_sr_cfg"]
+__all__ = ["add_sr_config", "check_sr_config", "list_images"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MODES = ("baseline", "teacher", "student")
@@ -15,7 +13,14 @@ _DATA_ROOT = os.path.join("..", "shared", "data", "sr")
 
 
 def add_sr_config(cfg: CfgNode) -> CfgNode:
-    """Add the SR.* keys: mode, scale, data, model sizes and distillation weights."""
+    """Add the SR.* keys (mode, scale, data, model sizes, distillation weights) to an
+    auxiliary config (get_aux_cfg), with PISR's optimiser: Adam 1e-3, cosine to 1e-5."""
+    cfg.DATALOADER.BATCH_SIZE = 16
+    cfg.SOLVER.OPTIMIZER = "ADAM"
+    cfg.SOLVER.BASE_LR = 1e-3
+    cfg.SOLVER.BASE_LR_END = 1e-5
+    cfg.SOLVER.WARMUP_ITERS = 0
+    cfg.SOLVER.WEIGHT_DECAY = 0.0
     cfg.SR = CfgNode()
     # "baseline": plain FSRCNN (L1); "teacher": PISR step 1 (encoder sees HR);
     # "student": PISR step 2 (FSRCNN from the teacher decoder, L1 + VID).
@@ -49,26 +54,6 @@ def add_sr_config(cfg: CfgNode) -> CfgNode:
     cfg.SR.KD.VID_LAPLACE_SCALE_FACTOR = 0.1
     cfg.SR.KD.VID_GAUSSIAN_INIT_VAR = 5.0
     return cfg
-
-
-def get_sr_cfg() -> CfgNode:
-    """The full default config of tools/train_sr_kd.py."""
-    cfg = add_sr_config(get_aux_cfg())
-    # Detectron2's CfgNode.merge_from_file compares the file's VERSION with this one.
-    cfg.VERSION = 2
-    cfg.SOLVER.OPTIMIZER = "ADAM"
-    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
-    cfg.SOLVER.BASE_LR = 1e-3
-    cfg.SOLVER.BASE_LR_END = 1e-5
-    cfg.SOLVER.WARMUP_ITERS = 0
-    cfg.SOLVER.WEIGHT_DECAY = 0.0
-    cfg.DATALOADER.BATCH_SIZE = 16
-    return cfg
-
-
-def setup_sr_cfg(config_file: str = "", opts=()) -> CfgNode:
-    """Defaults, then a YAML file (with _BASE_), then KEY VALUE overrides; frozen."""
-    return setup_cfg(get_sr_cfg, config_file, opts)
 
 
 def list_images(folder: str, key: str):

@@ -6,16 +6,16 @@ from typing import Dict
 import torch
 from detectron2.evaluation import inference_context
 
-from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader
+from kd_det.engine.aux_trainer import AUX_TRAINER_REGISTRY, AuxTrainer, build_infinite_loader
 from kd_det.modeling.frozen import load_strict
 
-from .config import check_sr_config
+from .config import add_sr_config, check_sr_config
 from .data import SRPatchDataset, load_test_set
 from .distiller import PISRDistiller
 from .metrics import psnr, ssim
 from .models import SRBaseline, VIDHead, build_fsrcnn, build_teacher
 
-__all__ = ["SRTrainer", "evaluate_bicubic", "run_sr", "test_set_names"]
+__all__ = ["SRTrainer", "evaluate_bicubic", "test_set_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,13 @@ def evaluate_bicubic(cfg) -> Dict[str, float]:
     return out
 
 
+@AUX_TRAINER_REGISTRY.register()
 class SRTrainer(AuxTrainer):
     """SR.MODE: "teacher" (PISR step 1), "student" (step 2) or "baseline" (FSRCNN, L1)."""
+
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        add_sr_config(cfg)
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -94,6 +99,3 @@ class SRTrainer(AuxTrainer):
         logger.info("SR x%d %s: %s", cfg.SR.SCALE, cfg.SR.MODE,
                     ", ".join(f"{k} {v:.4f}" for k, v in out.items()))
         return out
-
-
-run_sr = SRTrainer.run

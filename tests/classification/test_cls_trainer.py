@@ -7,7 +7,7 @@ import pytest
 import torch
 from detectron2.engine import HookBase
 
-from kd_det.classification import ClsTrainer, get_cls_cfg, run_cls, setup_cls_cfg
+from kd_det.classification import ClsTrainer
 from kd_det.classification.data import load_split, read_idx
 from kd_det.classification.models import ClassifierNet
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(tmp_path, method="none", iters=30, **kw):
-    cfg = get_cls_cfg()
+    cfg = ClsTrainer.get_default_cfg()
     cfg.OUTPUT_DIR = str(tmp_path / method)
     cfg.CLS.METHOD = method
     cfg.CLS.DATA.VAL_SIZE, cfg.CLS.DATA.TRAIN_SIZE, cfg.CLS.DATA.TEST_SIZE = 256, 1024, 1000
@@ -38,7 +38,7 @@ def _teacher_ckpt(tmp_path, num_classes=10, name="t.pth", seed=0):
 
 
 def test_student_learns_and_reports_top1(tmp_path, fashion_mnist):
-    res = run_cls(_cfg(tmp_path, iters=80))
+    res = ClsTrainer.run(_cfg(tmp_path, iters=80))
     assert set(res) == {"val/top1", "test/top1"}
     assert res["test/top1"] > 50.0  # 10 classes: chance is 10%
     saved = json.load(open(tmp_path / "none" / "results.json"))
@@ -143,10 +143,10 @@ def test_config_errors_name_the_key(tmp_path, fashion_mnist, opts, message):
 
 def test_shipped_configs_parse():
     for name in ("student", "teacher", "kd", "fitnets", "fnkd", "meal_v2"):
-        cfg = setup_cls_cfg(os.path.join(CONFIGS, f"{name}.yaml"))
+        cfg = ClsTrainer.setup_cfg(os.path.join(CONFIGS, f"{name}.yaml"))
         assert cfg.CLS.METHOD == {"student": "none", "teacher": "none"}.get(name, name)
-    assert setup_cls_cfg(os.path.join(CONFIGS, "fnkd.yaml")).CLS.FNKD.FORM == "official"
-    assert len(setup_cls_cfg(os.path.join(CONFIGS, "meal_v2.yaml")).CLS.TEACHER.WEIGHTS) == 2
+    assert ClsTrainer.setup_cfg(os.path.join(CONFIGS, "fnkd.yaml")).CLS.FNKD.FORM == "official"
+    assert len(ClsTrainer.setup_cfg(os.path.join(CONFIGS, "meal_v2.yaml")).CLS.TEACHER.WEIGHTS) == 2
 
 
 def test_read_idx_and_seeded_disjoint_split(tmp_path, fashion_mnist):

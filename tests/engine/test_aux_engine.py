@@ -1,12 +1,18 @@
-"""The shared engine of the auxiliary trainers trains, evaluates, checkpoints, resumes."""
+"""The shared engine of the auxiliary trainers trains, evaluates, checkpoints, resumes; the
+shared config defaults; tools/train_aux.py runs the trainer a config names."""
+import glob
 import json
 import os
+import sys
 
+import pytest
 import torch
 from torch import nn
 
 from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader, get_aux_cfg
 from kd_det.modeling.frozen import DistillerBase, load_strict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _Regress(DistillerBase):
@@ -76,9 +82,41 @@ def test_engine_resumes_from_last_checkpoint(tmp_path):
 def test_load_strict_rejects_missing_keys(tmp_path):
     path = os.path.join(tmp_path, "t.pth")
     torch.save({"model": {"weight": torch.zeros(1, 3)}}, path)
-    import pytest
-
     with pytest.raises(ValueError, match="missing keys.*bias"):
         load_strict(nn.Linear(3, 1), path, key="KD.TEACHER.WEIGHTS")
     with pytest.raises(FileNotFoundError, match="KD.TEACHER.WEIGHTS"):
         load_strict(nn.Linear(3, 1), path + "x", key="KD.TEACHER.WEIGHTS")
+
+
+def test_get_aux_cfg_holds_the_shared_short_schedule():
+    cfg = get_aux_cfg()
+    assert (cfg.SOLVER.OPTIMIZER, cfg.SOLVER.LR_SCHEDULER_NAME, cfg.SOLVER.BASE_LR) == (
+        "SGD", "WarmupCosineLR", 0.05)
+    assert cfg.TRAINER == "" and cfg.VERSION == 2
+
+
+def test_train_aux_runs_the_trainer_its_config_names(olivetti_mat, tmp_path, one_thread):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import train_aux  # noqa: F401  (registers the auxiliary trainers)
+    from detectron2.engine import default_argument_parser
+
+    from kd_det.engine.aux_trainer import AUX_TRAINER_REGISTRY, aux_main, aux_trainer
+
+    configs = glob.glob(os.path.join(ROOT, "configs", "*", "*.yaml"))
+    named = {os.path.basename(os.path.dirname(p)): aux_trainer(p).__name__ for p in configs
+             if os.path.basename(os.path.dirname(p)) in ("classification", "face", "sr")}
+    assert named == {"classification": "ClsTrainer", "face": "FaceTrainer", "sr": "SRTrainer"}
+    assert {"ClsTrainer", "FaceTrainer", "SRTrainer"} <= {k for k, _ in AUX_TRAINER_REGISTRY}
+    face = os.path.join(ROOT, "configs", "face", "student.yaml")
+    args = default_argument_parser().parse_args([
+        "--config-file", face, "FACE.DATA.PATH", olivetti_mat, "FACE.NUM_IDENTITIES", "4",
+        "FACE.MODEL.WIDTHS", "(4, 8)", "FACE.EMBED_DIM", "8", "DATALOADER.BATCH_SIZE", "8",
+        "SOLVER.MAX_ITER", "2", "SOLVER.WARMUP_ITERS", "0", "OUTPUT_DIR", str(tmp_path)])
+    results = aux_main(args)
+    assert "rank1/original" in results and (tmp_path / "results.json").is_file()
+    with pytest.raises(ValueError, match="TRAINER='FaceTrainer': it is not for ClsTrainer"):
+        AUX_TRAINER_REGISTRY.get("ClsTrainer").setup_cfg(face)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("TRAINER: NoSuchTrainer\n")
+    with pytest.raises(ValueError, match="'NoSuchTrainer' is not a registered"):
+        aux_trainer(str(bad))

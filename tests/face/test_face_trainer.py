@@ -10,7 +10,7 @@ import scipy.io
 import torch
 
 from kd_det.data import LRDegradation
-from kd_det.face import FaceTrainer, run_face, setup_face_cfg
+from kd_det.face import FaceTrainer
 from kd_det.face.data import FaceBatches, load_olivetti, load_split
 from kd_det.face.models import FaceNet
 
@@ -26,13 +26,13 @@ def _cfg(olivetti_mat, out, config="student.yaml", iters=4, *extra):
             "FACE.MODEL.WIDTHS", (4, 8), "FACE.TEACHER.WIDTHS", (4, 8), "FACE.EMBED_DIM", 8,
             "DATALOADER.BATCH_SIZE", 8, "SOLVER.MAX_ITER", iters, "SOLVER.WARMUP_ITERS", 0,
             "SOLVER.LOG_PERIOD", 2]
-    return setup_face_cfg(os.path.join(CONFIGS, config), opts + list(extra))
+    return FaceTrainer.setup_cfg(os.path.join(CONFIGS, config), opts + list(extra))
 
 
 @pytest.fixture(scope="module")
 def teacher_weights(olivetti_mat, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    run_face(_cfg(olivetti_mat, out, "teacher.yaml", 6))
+    FaceTrainer.run(_cfg(olivetti_mat, out, "teacher.yaml", 6))
     return os.path.join(out, "model_final.pth")
 
 
@@ -109,7 +109,7 @@ def test_eval_only_reproduces_the_final_evaluation(olivetti_mat, teacher_weights
     out = os.path.dirname(teacher_weights)
     cfg = _cfg(olivetti_mat, out, "teacher.yaml", 6, "MODEL.WEIGHTS", teacher_weights)
     saved = json.load(open(os.path.join(out, "results.json")))["results"]
-    assert run_face(cfg, eval_only=True) == pytest.approx(saved)
+    assert FaceTrainer.run(cfg, eval_only=True) == pytest.approx(saved)
 
 
 def test_bad_input_is_refused_before_training(olivetti_mat, tmp_path, teacher_weights):
@@ -139,7 +139,7 @@ def test_bad_input_is_refused_before_training(olivetti_mat, tmp_path, teacher_we
 def test_shipped_configs_parse():
     methods = {}
     for name in ("teacher", "teacher_lr", "student", "kd_l2", "kd_mmd", "kd_mmd_lr_teacher"):
-        f = setup_face_cfg(os.path.join(CONFIGS, f"{name}.yaml")).FACE
+        f = FaceTrainer.setup_cfg(os.path.join(CONFIGS, f"{name}.yaml")).FACE
         methods[name] = (f.METHOD, f.LR.ENABLED, f.KD.FEATURE_LOSS, f.KD.TEACHER_INPUT)
     assert methods["teacher"][:2] == ("none", False)
     assert methods["teacher_lr"][:2] == ("none", True)
@@ -158,5 +158,5 @@ def test_real_olivetti_file(shared_data):
     # upright faces: the mean face is left-right symmetric, not top-bottom symmetric
     mean = images.mean(0)[0]
     assert (mean - mean.flip(1)).abs().mean() < 0.5 * (mean - mean.flip(0)).abs().mean()
-    cfg = setup_face_cfg(os.path.join(CONFIGS, "student.yaml"), ["FACE.DATA.PATH", path])
+    cfg = FaceTrainer.setup_cfg(os.path.join(CONFIGS, "student.yaml"), ["FACE.DATA.PATH", path])
     assert len(load_split(cfg, "train")) == 280 and len(load_split(cfg, "test")) == 120

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from kd_det.sr import SRTrainer, run_sr, setup_sr_cfg
+from kd_det.sr import SRTrainer
 from kd_det.sr.data import SRPatchDataset, load_test_set
 from kd_det.sr.trainer import evaluate_bicubic
 
@@ -23,12 +23,13 @@ def _cfg(sr_images, out, mode, *extra):
         "SR.DATA.PATCHES_PER_IMAGE", 2, "SR.TEACHER.ENCODER_WIDTH", 8,
         "DATALOADER.BATCH_SIZE", 2, "SOLVER.MAX_ITER", 4, "SOLVER.LOG_PERIOD", 2,
     ]
-    return setup_sr_cfg(os.path.join(ROOT, "configs", "sr", "Base-SR.yaml"), opts + list(extra))
+    return SRTrainer.setup_cfg(os.path.join(ROOT, "configs", "sr", "Base-SR.yaml"),
+                               opts + list(extra))
 
 
 def test_teacher_then_student_keeps_teacher_fixed(sr_images, tmp_path):
     teacher_out = str(tmp_path / "teacher")
-    res = run_sr(_cfg(sr_images, teacher_out, "teacher"))
+    res = SRTrainer.run(_cfg(sr_images, teacher_out, "teacher"))
     assert set(res) == {"tiny/psnr", "tiny/ssim"}
     weights = os.path.join(teacher_out, "model_final.pth")
 
@@ -54,8 +55,8 @@ def test_teacher_then_student_keeps_teacher_fixed(sr_images, tmp_path):
 
 def test_baseline_trains_and_eval_only_reloads_it(sr_images, tmp_path):
     out = str(tmp_path / "base")
-    res = run_sr(_cfg(sr_images, out, "baseline"))
-    again = run_sr(_cfg(sr_images, out, "baseline", "MODEL.WEIGHTS",
+    res = SRTrainer.run(_cfg(sr_images, out, "baseline"))
+    again = SRTrainer.run(_cfg(sr_images, out, "baseline", "MODEL.WEIGHTS",
                         os.path.join(out, "model_final.pth")), eval_only=True)
     assert again["tiny/psnr"] == pytest.approx(res["tiny/psnr"])
     assert os.path.isfile(os.path.join(out, "metrics.json"))
@@ -77,7 +78,7 @@ def test_student_needs_a_matching_teacher(sr_images, tmp_path):
     with pytest.raises(ValueError, match="SR.KD.TEACHER_WEIGHTS"):
         SRTrainer(_cfg(sr_images, str(tmp_path / "s"), "student"))
     base_out = str(tmp_path / "base")
-    run_sr(_cfg(sr_images, base_out, "baseline", "SOLVER.MAX_ITER", 1))
+    SRTrainer.run(_cfg(sr_images, base_out, "baseline", "SOLVER.MAX_ITER", 1))
     with pytest.raises(ValueError, match="SR.KD.TEACHER_WEIGHTS.*missing keys"):
         SRTrainer(_cfg(sr_images, str(tmp_path / "s"), "student", "SR.KD.TEACHER_WEIGHTS",
                        os.path.join(base_out, "model_final.pth")))
@@ -102,7 +103,7 @@ def test_all_sr_configs_parse():
     files = sorted(glob.glob(os.path.join(ROOT, "configs", "sr", "*.yaml")))
     assert len(files) >= 10
     for f in files:
-        cfg = setup_sr_cfg(f)
+        cfg = SRTrainer.setup_cfg(f)
         assert cfg.SOLVER.OPTIMIZER == "ADAM" and cfg.SR.SCALE in (2, 3, 4)
 
 
@@ -112,8 +113,9 @@ def test_real_test_sets_and_bicubic_reference(shared_data):
     assert len(images) == 5
     for im in images:
         assert im["hr"].shape[-1] == 3 * im["lr"].shape[-1] == im["bicubic"].shape[-1]
-    cfg = setup_sr_cfg("", ["SR.SCALE", 2, "SR.DATA.TRAIN_DIR", os.path.join(sr_dir, "CSet5"),
-                            "SR.DATA.TEST_DIRS", (os.path.join(sr_dir, "CSet5"),)])
+    cfg = SRTrainer.setup_cfg("", ["SR.SCALE", 2,
+                                   "SR.DATA.TRAIN_DIR", os.path.join(sr_dir, "CSet5"),
+                                   "SR.DATA.TEST_DIRS", (os.path.join(sr_dir, "CSet5"),)])
     # the published bicubic x2 PSNR on Set5 (MATLAB imresize) is 33.66 dB
     assert evaluate_bicubic(cfg)["Set5/psnr"] == pytest.approx(33.66, abs=0.1)
 
