@@ -4,9 +4,27 @@ from detectron2.config import CfgNode
 from .data import find_idx
 from .methods import build_cls_method
 
-__all__ = ["ARCHS", "add_cls_kd_config", "check_cls_config"]
+__all__ = ["ARCHS", "add_cls_kd_config", "check_cls_config", "network_config",
+           "check_network_config"]
 
 ARCHS = ("cnn", "resnet")
+
+
+def network_config(arch: str, widths) -> CfgNode:
+    """The keys of a ClassifierNet (the classifiers here, the face trunks): ARCH ("cnn": one
+    conv per stage; "resnet": a stem and one basic block per stage) and WIDTHS (channels
+    of each stage; every stage after the first halves the resolution)."""
+    node = CfgNode()
+    node.ARCH = arch
+    node.WIDTHS = tuple(widths)
+    return node
+
+
+def check_network_config(key: str, node: CfgNode) -> None:
+    if node.ARCH not in ARCHS:
+        raise ValueError(f"{key}.ARCH={node.ARCH!r}: use one of {ARCHS}")
+    if not node.WIDTHS or any(w < 1 for w in node.WIDTHS):
+        raise ValueError(f"{key}.WIDTHS={tuple(node.WIDTHS)}: give positive channel counts")
 
 
 def add_cls_kd_config(cfg: CfgNode) -> CfgNode:
@@ -32,13 +50,8 @@ def add_cls_kd_config(cfg: CfgNode) -> CfgNode:
     cfg.CLS.DATA.TEST_SIZE = 0
     cfg.CLS.DATA.SPLIT_SEED = 0
     # The network this run trains: the student, or the teacher itself when METHOD is "none".
-    cfg.CLS.MODEL = CfgNode()
-    cfg.CLS.MODEL.ARCH = "cnn"
-    # Channels of each stage; every stage after the first halves the resolution.
-    cfg.CLS.MODEL.WIDTHS = (16, 32, 64)
-    cfg.CLS.TEACHER = CfgNode()
-    cfg.CLS.TEACHER.ARCH = "resnet"
-    cfg.CLS.TEACHER.WIDTHS = (16, 32, 64)
+    cfg.CLS.MODEL = network_config("cnn", (16, 32, 64))
+    cfg.CLS.TEACHER = network_config("resnet", (16, 32, 64))
     # model_final.pth of METHOD "none" runs of the teacher network; one for kd, fitnets and
     # fnkd, two or more for meal_v2.
     cfg.CLS.TEACHER.WEIGHTS = ()
@@ -78,11 +91,8 @@ def check_cls_config(cfg: CfgNode) -> None:
     build_cls_method(cfg)  # the method, its number of teachers and its own keys
     if c.NUM_CLASSES < 2:
         raise ValueError(f"CLS.NUM_CLASSES={c.NUM_CLASSES} must be >= 2")
-    for key, node in (("CLS.MODEL", c.MODEL), ("CLS.TEACHER", c.TEACHER)):
-        if node.ARCH not in ARCHS:
-            raise ValueError(f"{key}.ARCH={node.ARCH!r}: use one of {ARCHS}")
-        if not node.WIDTHS or any(w < 1 for w in node.WIDTHS):
-            raise ValueError(f"{key}.WIDTHS={tuple(node.WIDTHS)}: give positive channel counts")
+    check_network_config("CLS.MODEL", c.MODEL)
+    check_network_config("CLS.TEACHER", c.TEACHER)
     if c.DATA.VAL_SIZE < 0 or c.DATA.TRAIN_SIZE < 0 or c.DATA.TEST_SIZE < 0:
         raise ValueError("CLS.DATA.VAL_SIZE, TRAIN_SIZE and TEST_SIZE must be >= 0")
     if c.DATA.VAL_SIZE + c.DATA.TRAIN_SIZE > 60000:

@@ -46,13 +46,8 @@ def evaluate_top1(model, dataset, batch_size: int = 1000) -> float:
 class ClsTrainer(AuxTrainer):
     """Teachers, students and every method of CLS_METHOD_REGISTRY (CLS.METHOD)."""
 
-    @classmethod
-    def add_config(cls, cfg) -> None:
-        add_cls_kd_config(cfg)
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        check_cls_config(cfg)
+    add_config = staticmethod(add_cls_kd_config)
+    check_config = staticmethod(check_cls_config)
 
     @classmethod
     def build_model(cls, cfg) -> ClsDistiller:

@@ -3,13 +3,13 @@ import os
 
 from detectron2.config import CfgNode
 
+from kd_det.classification.config import check_network_config, network_config
 from kd_det.data import LR_SIZES, LRDegradation
 from kd_det.losses import FEATURE_LOSSES
 
 __all__ = ["METHODS", "add_face_config", "check_face_config"]
 
 METHODS = ("none", "kd")
-ARCHS = ("cnn", "resnet")
 TEACHER_INPUTS = ("hr", "lr")
 
 
@@ -44,12 +44,8 @@ def add_face_config(cfg: CfgNode) -> CfgNode:
     # and the L2 alternative compare them directly).
     cfg.FACE.EMBED_DIM = 128
     # The network this run trains: the student, or a teacher when METHOD is "none".
-    cfg.FACE.MODEL = CfgNode()
-    cfg.FACE.MODEL.ARCH = "cnn"
-    cfg.FACE.MODEL.WIDTHS = (16, 32, 64, 128)
-    cfg.FACE.TEACHER = CfgNode()
-    cfg.FACE.TEACHER.ARCH = "resnet"
-    cfg.FACE.TEACHER.WIDTHS = (16, 32, 64, 128)
+    cfg.FACE.MODEL = network_config("cnn", (16, 32, 64, 128))
+    cfg.FACE.TEACHER = network_config("resnet", (16, 32, 64, 128))
     # model_final.pth of a METHOD "none" run of the teacher network (METHOD "kd" only).
     cfg.FACE.TEACHER.WEIGHTS = ""
     cfg.FACE.KD = CfgNode()
@@ -82,11 +78,8 @@ def check_face_config(cfg: CfgNode) -> None:
             f"FACE.DATA.PATH={f.DATA.PATH!r} does not exist: give the path of "
             "olivettifaces.mat (the Olivetti faces, MATLAB v5, key 'faces'), e.g. "
             "FACE.DATA.PATH ../shared/data/olivetti/olivettifaces.mat")
-    for key, node in (("FACE.MODEL", f.MODEL), ("FACE.TEACHER", f.TEACHER)):
-        if node.ARCH not in ARCHS:
-            raise ValueError(f"{key}.ARCH={node.ARCH!r}: use one of {ARCHS}")
-        if not node.WIDTHS or any(w < 1 for w in node.WIDTHS):
-            raise ValueError(f"{key}.WIDTHS={tuple(node.WIDTHS)}: give positive channel counts")
+    check_network_config("FACE.MODEL", f.MODEL)
+    check_network_config("FACE.TEACHER", f.TEACHER)
     if f.EMBED_DIM < 1:
         raise ValueError(f"FACE.EMBED_DIM={f.EMBED_DIM} must be >= 1")
     if f.LR.ENABLED:  # LRDegradation checks the values

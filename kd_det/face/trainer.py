@@ -56,13 +56,8 @@ class FaceTrainer(AuxTrainer):
     """FACE.METHOD "none" (a teacher, or the student alone) or "kd"; FACE.LR.ENABLED
     trains on the LR-augmented set."""
 
-    @classmethod
-    def add_config(cls, cfg) -> None:
-        add_face_config(cfg)
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        check_face_config(cfg)
+    add_config = staticmethod(add_face_config)
+    check_config = staticmethod(check_face_config)
 
     @classmethod
     def build_model(cls, cfg) -> FaceDistiller:

@@ -51,13 +51,8 @@ def evaluate_bicubic(cfg) -> Dict[str, float]:
 class SRTrainer(AuxTrainer):
     """SR.MODE: "teacher" (PISR step 1), "student" (step 2) or "baseline" (FSRCNN, L1)."""
 
-    @classmethod
-    def add_config(cls, cfg) -> None:
-        add_sr_config(cfg)
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        check_sr_config(cfg)
+    add_config = staticmethod(add_sr_config)
+    check_config = staticmethod(check_sr_config)
 
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
