@@ -32,6 +32,12 @@ def feature_normalized_logits(feat: torch.Tensor, weight: torch.Tensor,
     "paper":    tau * (W f) / ||f||               (no bias, every norm rescaled to tau)
     "official": W f_hat + b, f_hat = f * min(||f||, tau) / ||f||  (only norms > tau are
                 clipped to tau; aztc/FNKD)
+
+    Args:
+        feat: (N, D) features f.
+        weight, bias: the classifier's (C, D) W and (C,) b (bias may be None).
+        tau: the norm the features are rescaled ("paper") or clipped ("official") to.
+        form: "official" or "paper".
     """
     if feat.dim() != 2 or weight.dim() != 2 or feat.shape[1] != weight.shape[1]:
         raise ValueError(
@@ -54,6 +60,12 @@ def fnkd_loss(student_feat: torch.Tensor, student_weight: torch.Tensor,
 
     Each network uses its own classifier on its own normalised features; the teacher side
     gets no gradient (soft_cross_entropy detaches it).
+
+    Args:
+        student_feat, teacher_feat: (N, D_s) and (N, D_t) pooled features.
+        student_weight, student_bias, teacher_weight, teacher_bias: each network's last
+            linear layer (see :func:`feature_normalized_logits`).
+        tau, form: as for :func:`feature_normalized_logits`.
     """
     zs = feature_normalized_logits(student_feat, student_weight, student_bias, tau, form)
     zt = feature_normalized_logits(teacher_feat, teacher_weight, teacher_bias, tau, form)
@@ -65,6 +77,10 @@ def ensemble_soft_cross_entropy(student_logits: torch.Tensor,
     """MEAL V2: mean_n -sum_c q_c log softmax(z_s)_c, q = mean_k softmax(z_t^k); no hard term.
 
     log q is passed to soft_cross_entropy as the teacher "logits" (softmax(log q) = q).
+
+    Args:
+        student_logits: (N, C).
+        teacher_logits: K >= 1 tensors (N, C); they get no gradient.
     """
     if len(teacher_logits) == 0:
         raise ValueError("ensemble_soft_cross_entropy needs at least one teacher")
@@ -80,6 +96,11 @@ def meal_v2_discriminator_loss(discriminator: Callable[[torch.Tensor], torch.Ten
 
     Targets are [1, 0] for the student rows and [0, 1] for the teacher rows (official code).
     The student gets gradient through the discriminator; the teachers do not.
+
+    Args:
+        discriminator: (2N, C) logits -> (2N, 2) scores.
+        student_logits: (N, C).
+        teacher_logits: K tensors (N, C), averaged.
     """
     z_t = torch.stack([z.detach().float() for z in teacher_logits]).mean(0)
     if z_t.shape != student_logits.shape:

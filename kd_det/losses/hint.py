@@ -10,10 +10,14 @@ __all__ = ["hint_l2_loss", "standardize_channels", "feature_imitation_loss"]
 def hint_l2_loss(adapted: torch.Tensor, target: torch.Tensor, normalize: str = "mean"):
     """||adapt(V) - Z||^2 between an adapted student map and a teacher map.
 
-    normalize: "mean" (over every element; the default, as FitNets re-implementations
-    do, so that gamma does not depend on the map size) or "batch" (summed over each
-    sample's elements, averaged over the batch: the official FitNets code's reduction,
-    which also multiplies by 0.5; fold that factor into the weight).
+    Args:
+        adapted: the student's map after the regressor, (N, ...).
+        target: the teacher's map, of the same shape; it gets no gradient.
+        normalize: "mean" over every element (the default, as FitNets re-implementations
+            do, so that the weight does not depend on the map size) or "batch": summed
+            over each sample's elements, averaged over the batch. The official FitNets
+            code reduces as "batch" and multiplies by 0.5 as well, so it equals 0.5 times
+            this; a weight of 0.5 reproduces it.
     """
     _check_shapes(adapted, target)
     adapted, target = adapted.float(), target.detach().float()
@@ -26,7 +30,12 @@ def hint_l2_loss(adapted: torch.Tensor, target: torch.Tensor, normalize: str = "
 
 def standardize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """(x - mean) / (std + eps) per channel over (N, H, W), as PKD (Cao et al. 2022)
-    normalises FPN maps so that imitation ignores their scale."""
+    normalises FPN maps so that imitation ignores their scale.
+
+    Args:
+        x: (N, C, H, W) feature map.
+        eps: added to the (biased) standard deviation.
+    """
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
     return (x - mean) / (std + eps)
@@ -42,6 +51,8 @@ def feature_imitation_loss(
     """Squared error between an adapted student map and a teacher map, (N, C, H, W).
 
     Args:
+        adapted: the adapted student map, (N, C, H, W).
+        target: the teacher map, of the same shape; it gets no gradient.
         normalize: "none" (mean squared error, Chen et al.'s hint) or "pkd" (both maps
             standardised per channel, MSE / 2 = 1 - Pearson correlation up to a constant;
             PKD, NeurIPS 2022, MMRazor pkd_loss).
@@ -49,6 +60,7 @@ def feature_imitation_loss(
             FGFI / DeFeat). The loss is then the mean error over foreground positions plus
             `bg_weight` times the mean error over background positions; an image batch
             without foreground contributes only its background term.
+        bg_weight: the background term's weight when `mask` is given (0: foreground only).
     """
     _check_shapes(adapted, target)
     a, t = adapted.float(), target.detach().float()

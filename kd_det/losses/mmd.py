@@ -34,6 +34,10 @@ def dan_bandwidths(sq_dists: torch.Tensor,
 
     Detached: the bandwidth follows the data but is not something to optimise (a loss
     could otherwise shrink by widening its own kernels).
+
+    Args:
+        sq_dists: (M, M) squared distances of a batch, zero on the diagonal (M >= 2).
+        multipliers: the bandwidths relative to the base.
     """
     m = sq_dists.shape[0]
     if m < 2:
@@ -50,6 +54,10 @@ def mk_mmd(x: torch.Tensor, y: torch.Tensor,
     :func:`dan_bandwidths`, and MMD^2 = mean K_xx + mean K_yy - 2 mean K_xy, each mean over
     all N^2 pairs of its block (i = j included). The kernel is positive definite, so the
     value is >= 0 (up to rounding), and exactly 0 for y = x.
+
+    Args:
+        x, y: (N, D) batches (both get gradient; detach the teacher's before).
+        multipliers: the kernels' bandwidths relative to :func:`dan_bandwidths`' base.
     """
     _check_pair(x, y, "mk_mmd")
     z = torch.cat([x.float(), y.float()])
@@ -62,7 +70,12 @@ def mk_mmd(x: torch.Tensor, y: torch.Tensor,
 
 
 def normalized_l2_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
-    """mean over the batch of ||s/||s|| - t/||t||||^2 (sum over the feature dimension)."""
+    """mean over the batch of ||s/||s|| - t/||t||||^2 (sum over the feature dimension).
+
+    Args:
+        student_feat: (N, D).
+        teacher_feat: (N, D); it gets no gradient.
+    """
     _check_pair(student_feat, teacher_feat, "normalized_l2_loss")
     s = F.normalize(student_feat.float(), dim=1)
     t = F.normalize(teacher_feat.detach().float(), dim=1)
@@ -80,7 +93,13 @@ def face_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     loss_mmd  = feat_weight * mk_mmd(s/||s||, t/||t||)            (feature_loss "mmd"), or
     loss_l2   = feat_weight * normalized_l2_loss(s, t)            (feature_loss "l2")
 
-    The teacher side gets no gradient.
+    Args:
+        student_logits, teacher_logits: (N, identities). The teacher side gets no gradient.
+        labels: (N,) identities y.
+        student_feat, teacher_feat: (N, D) embeddings s and t (not normalised).
+        hard_weight, soft_weight, feat_weight: lambda1, lambda2, lambda3.
+        temperature: T of the soft term.
+        feature_loss: "mmd" or "l2".
     """
     if feature_loss not in FEATURE_LOSSES:
         raise ValueError(f"feature_loss={feature_loss!r}: use one of {FEATURE_LOSSES}")

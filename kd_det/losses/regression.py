@@ -19,7 +19,9 @@ def bounded_l2_loss(
     ground truth while it is not better than the teacher by at least the margin.
 
     Args:
-        student, teacher, target: (N, D) regression outputs R_s, R_t and targets y.
+        student, teacher, target: (N, D) regression outputs R_s, R_t and targets y. The
+            teacher side gets no gradient.
+        margin: m.
         reduction: over the N boxes ("mean", "sum" or "none").
     """
     if not (student.shape == teacher.shape == target.shape):
@@ -34,7 +36,13 @@ def bounded_l2_loss(
 
 
 def teacher_l2_loss(student: torch.Tensor, teacher: torch.Tensor, reduction: str = "mean"):
-    """Plain L2 to the teacher's outputs, per box: ||R_s - R_t||^2 (the ablation baseline)."""
+    """Plain L2 to the teacher's outputs, per box: ||R_s - R_t||^2 (the ablation baseline).
+
+    Args:
+        student, teacher: (N, D) regression outputs R_s and R_t. The teacher side gets no
+            gradient.
+        reduction: over the N boxes ("mean", "sum" or "none").
+    """
     if student.shape != teacher.shape:
         raise ValueError(
             f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ in shape"

@@ -31,6 +31,12 @@ def class_weights(num_classes: int, bg_index: int, bg_weight: float, **like) -> 
 
     Detectron2's ROI classifier has K+1 columns with background LAST (index K);
     pass ``bg_index=-1`` or ``K`` for it.
+
+    Args:
+        num_classes: C, the length of the weight vector.
+        bg_index: the background column.
+        bg_weight: its weight (Chen et al.: 1.5).
+        like: dtype / device of the result, as for torch.ones.
     """
     w = torch.ones(num_classes, **like)
     w[bg_index] = bg_weight
@@ -46,11 +52,13 @@ def soft_cross_entropy(
 ) -> torch.Tensor:
     """L = -sum_c w_c * P_t(c) * log P_s(c), with P = softmax(z / T) over the last dim.
 
+    No T^2 factor: Chen et al. use T = 1; :func:`hinton_kd_loss` adds it.
+
     Args:
         student_logits, teacher_logits: (..., C). The teacher side gets no gradient.
+        temperature: T.
         weight: optional (C,) class weights w_c (see :func:`class_weights`).
         reduction: over all leading dims: "mean" (default), "sum" or "none".
-    No T^2 factor: Chen et al. use T = 1; :func:`hinton_kd_loss` adds it.
     """
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
@@ -75,6 +83,13 @@ def binary_soft_cross_entropy(
     """Two-class (object, background) form of :func:`soft_cross_entropy` for sigmoid
     logits such as RPN objectness: p = sigmoid(x / T),
     L = -[p_t log p_s + bg_weight * (1 - p_t) log(1 - p_s)].
+
+    Args:
+        student_logits, teacher_logits: objectness logits of one shape. The teacher side
+            gets no gradient.
+        temperature: T.
+        bg_weight: the background term's weight (1.0 = unweighted).
+        reduction: over all elements: "mean", "sum" or "none".
     """
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
@@ -97,6 +112,11 @@ def hinton_kd_loss(
 
     Computed as T^2 * (soft CE - teacher entropy) so that there is one soft CE in kd_det;
     the entropy term carries no gradient, so the gradient is T (p_s - p_t) / N.
+
+    Args:
+        student_logits, teacher_logits: (..., C). The teacher side gets no gradient.
+        temperature: T.
+        reduction: over all leading dims: "mean", "sum" or "none".
     """
     ce = soft_cross_entropy(student_logits, teacher_logits, temperature, reduction="none")
     pt_log = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)

@@ -36,6 +36,13 @@ def pisr_teacher_loss(
 
     The imitation term keeps the encoder's LR-size image close to the real LR input, so
     that the decoder the student inherits has learnt on inputs that look like its own.
+
+    Args:
+        sr: the teacher's output D(E(HR)), shaped as `hr`.
+        hr: the HR image.
+        encoded: the encoder's LR-size image E(HR), shaped as `lr`.
+        lr: the real LR input; it gets no gradient.
+        imitation_weight: the imitation term's weight.
     """
     _check_same(sr, hr, "teacher output vs HR")
     _check_same(encoded, lr, "teacher encoder output vs LR (is HR divisible by the scale?)")
@@ -57,6 +64,12 @@ def vid_laplace_loss(
     b = scale_factor * softplus(scale_logit) + eps for every channel and pixel. The
     official code adds a constant (C/2 log 2pi) that changes neither the gradient nor
     the ranking; it is left out so the value is the plain negative log-likelihood.
+
+    Args:
+        mean: mu, the VID head's prediction of the teacher feature.
+        scale_logit: the head's per-element scale, before softplus; shaped as `target`.
+        target: the teacher feature t; it gets no gradient.
+        scale_factor, eps: of b above.
     """
     _check_same(mean, target, "VID mean vs teacher feature")
     _check_same(scale_logit, target, "VID scale vs teacher feature")
@@ -65,7 +78,12 @@ def vid_laplace_loss(
 
 
 def gaussian_variance_logit(init_var: float = 5.0, eps: float = 1e-5) -> float:
-    """The alpha with softplus(alpha) + eps = init_var (VID starts every variance at 5)."""
+    """The alpha with softplus(alpha) + eps = init_var (VID starts every variance at 5).
+
+    Args:
+        init_var: the initial variance sigma^2 (> eps).
+        eps: as in :func:`vid_gaussian_loss`.
+    """
     if init_var <= eps:
         raise ValueError(f"init_var={init_var} must exceed eps={eps}")
     return math.log(math.expm1(init_var - eps))
@@ -81,6 +99,12 @@ def vid_gaussian_loss(
 
     sigma^2 = softplus(alpha) + eps is one learned variance per channel (alpha has shape
     (C,)), shared by all pixels, as in the authors' code.
+
+    Args:
+        mean: mu, the VID head's prediction of the teacher feature, (N, C, ...).
+        alpha: (C,) variance parameters.
+        target: the teacher feature t, shaped as `mean`; it gets no gradient.
+        eps: added to the variance.
     """
     _check_same(mean, target, "VID mean vs teacher feature")
     if alpha.dim() != 1 or alpha.numel() != target.shape[1]:

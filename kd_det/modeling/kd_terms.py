@@ -56,7 +56,8 @@ __call__(step, module)); every registered term whose from_config returns a term 
 
 
 class KDStep(NamedTuple):
-    """What one DistillRCNN training step gives the terms."""
+    """What one DistillRCNN training step gives the terms: every input of a term's loss,
+    in one argument instead of many positional ones."""
 
     student: nn.Module           # the student GeneralizedRCNN
     teacher: nn.Module           # the frozen teacher GeneralizedRCNN
@@ -81,6 +82,11 @@ class KDTerm:
 
     @classmethod
     def from_config(cls, cfg) -> Optional["KDTerm"]:
+        """The term with its settings read from its KD.* keys, or None when they turn it off.
+
+        Args:
+            cfg: a config with the KD node.
+        """
         raise NotImplementedError
 
     def hard_loss_scales(self) -> Dict[str, float]:
@@ -88,14 +94,28 @@ class KDTerm:
         return {}
 
     def build_module(self, student_shapes, teacher_shapes) -> Optional[nn.Module]:
-        """Trainable parameters the term owns (e.g. hint adapters), or None."""
+        """Trainable parameters the term owns (e.g. hint adapters), or None.
+
+        Args:
+            student_shapes, teacher_shapes: {feature name: ShapeSpec} of the two backbones.
+        """
         return None
 
     def __call__(self, step: KDStep, module: Optional[nn.Module]) -> torch.Tensor:
+        """The term's loss, weighted, as a scalar.
+
+        Args:
+            step: the student's and the teacher's outputs of this training step.
+            module: the term's module (from build_module), or None.
+        """
         raise NotImplementedError
 
     def diagnostics(self, step: KDStep, module: Optional[nn.Module]) -> Dict[str, torch.Tensor]:
-        """Extra scalars logged every KD.DIAGNOSTICS_PERIOD iterations."""
+        """Extra scalars logged every KD.DIAGNOSTICS_PERIOD iterations.
+
+        Args:
+            step, module: as for __call__.
+        """
         return {}
 
 
@@ -134,7 +154,13 @@ def build_kd_terms(cfg, student: Optional[nn.Module] = None,
 def encode_deltas(box2box: Box2BoxTransform, src: torch.Tensor, dst: torch.Tensor):
     """Box2BoxTransform.get_deltas(src, dst), broadcast over leading dims and without its
     validity assert, whose .item() makes the host wait for the device on every call (the
-    boxes here are the student's anchors and sampled ROIs, valid by construction)."""
+    boxes here are the student's anchors and sampled ROIs, valid by construction).
+
+    Args:
+        box2box: the transform whose weights code the deltas.
+        src: (..., 4) reference boxes (XYXY), e.g. anchors or proposals.
+        dst: (..., 4) target boxes of the same leading shape.
+    """
 
     def centres_and_sizes(b):
         w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
@@ -149,7 +175,13 @@ def encode_deltas(box2box: Box2BoxTransform, src: torch.Tensor, dst: torch.Tenso
 
 def select_class_deltas(deltas: torch.Tensor, classes: torch.Tensor, box_dim: int = 4):
     """(R, K*B) or (R, B) deltas -> (R, B) deltas of each ROI's class (clamped to K-1 for
-    background ROIs, whose rows must be masked out by the caller)."""
+    background ROIs, whose rows must be masked out by the caller).
+
+    Args:
+        deltas: (R, K*B) class-specific or (R, B) class-agnostic box deltas.
+        classes: (R,) class index of each ROI (K = background).
+        box_dim: B, 4 for axis-aligned boxes.
+    """
     if deltas.shape[1] == box_dim:
         return deltas
     k = deltas.shape[1] // box_dim
@@ -160,7 +192,14 @@ def select_class_deltas(deltas: torch.Tensor, classes: torch.Tensor, box_dim: in
 def gt_box_masks(gt_instances: List[Instances], image_size: Tuple[int, int],
                  map_size: Tuple[int, int], device=None) -> torch.Tensor:
     """(N, 1, h, w) mask: 1 where the centre of a feature-map cell lies inside a
-    ground-truth box of its image (the map covers the padded batch `image_size`)."""
+    ground-truth box of its image (the map covers the padded batch `image_size`).
+
+    Args:
+        gt_instances: per image, Instances with gt_boxes.
+        image_size: (H, W) of the padded batch.
+        map_size: (h, w) of the feature map.
+        device: of the mask.
+    """
     (H, W), (h, w) = image_size, map_size
     ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * (H / h)
     xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * (W / w)
@@ -206,8 +245,14 @@ def _rpn_normalizer(step: KDStep) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class _SoftLabel(KDTerm):
-    """Shared settings of the two soft-label terms (KD.<node>.MU / TEMPERATURE /
-    BG_WEIGHT): L_cls = mu * L_hard + (1 - mu) * L_soft, background weighted."""
+    """Shared settings of the two soft-label terms: L_cls = mu * L_hard + (1 - mu) * L_soft,
+    background weighted.
+
+    Args:
+        mu: KD.<node>.MU, the hard loss's share (the term is off at 1).
+        temperature: KD.<node>.TEMPERATURE, T of both softmaxes.
+        bg_weight: KD.<node>.BG_WEIGHT, the background class's weight in L_soft.
+    """
 
     mu: float
     temperature: float = 1.0
@@ -228,7 +273,11 @@ class _SoftLabel(KDTerm):
 @dataclasses.dataclass(frozen=True)
 class RPNSoftLabel(_SoftLabel):
     """loss_rpn_kd_cls: (1 - mu) * class-weighted soft CE of the objectness over the
-    sampled anchors."""
+    sampled anchors.
+
+    Args:
+        mu, temperature, bg_weight: from KD.RPN (see _SoftLabel).
+    """
 
     loss_name: ClassVar[str] = "loss_rpn_kd_cls"
     needs: ClassVar[Tuple[str, ...]] = ("rpn",)
@@ -247,8 +296,14 @@ class RPNSoftLabel(_SoftLabel):
 
 @dataclasses.dataclass(frozen=True)
 class _BoundedRegression(KDTerm):
-    """Shared settings of the two regression terms: mode "bounded" (teacher-bounded L2
-    to the ground truth) or "l2" (L2 to the teacher), weight nu and margin m."""
+    """Shared settings of the two regression terms.
+
+    Args:
+        mode: KD.<node>.REG_MODE, "bounded" (teacher-bounded L2 to the ground truth) or
+            "l2" (L2 to the teacher).
+        weight: KD.<node>.REG_WEIGHT, nu.
+        margin: KD.<node>.MARGIN, m of the bound.
+    """
 
     mode: str
     weight: float
@@ -267,7 +322,11 @@ class _BoundedRegression(KDTerm):
 @dataclasses.dataclass(frozen=True)
 class RPNBoundedRegression(_BoundedRegression):
     """loss_rpn_kd_reg: nu * L_b over the positive anchors, normalised like Detectron2's
-    RPN losses."""
+    RPN losses.
+
+    Args:
+        mode, weight, margin: from KD.RPN (see _BoundedRegression).
+    """
 
     loss_name: ClassVar[str] = "loss_rpn_kd_reg"
     needs: ClassVar[Tuple[str, ...]] = ("rpn",)
@@ -301,7 +360,11 @@ class RPNBoundedRegression(_BoundedRegression):
 @dataclasses.dataclass(frozen=True)
 class ROISoftLabel(_SoftLabel):
     """loss_roi_kd_cls: (1 - mu) * class-weighted soft CE over all sampled ROIs
-    (background is the LAST of the K+1 columns, as in Detectron2)."""
+    (background is the LAST of the K+1 columns, as in Detectron2).
+
+    Args:
+        mu, temperature, bg_weight: from KD.ROI (see _SoftLabel).
+    """
 
     loss_name: ClassVar[str] = "loss_roi_kd_cls"
     needs: ClassVar[Tuple[str, ...]] = ("roi",)
@@ -320,7 +383,11 @@ class ROISoftLabel(_SoftLabel):
 @dataclasses.dataclass(frozen=True)
 class ROIBoundedRegression(_BoundedRegression):
     """loss_roi_kd_reg: nu * L_b over foreground ROIs, with the deltas of the ground-truth
-    class and Detectron2's normaliser (the number of sampled ROIs)."""
+    class and Detectron2's normaliser (the number of sampled ROIs).
+
+    Args:
+        mode, weight, margin: from KD.ROI (see _BoundedRegression).
+    """
 
     loss_name: ClassVar[str] = "loss_roi_kd_reg"
     needs: ClassVar[Tuple[str, ...]] = ("roi",)
@@ -363,10 +430,19 @@ class Hint(KDTerm):
     """loss_hint: gamma * mean over feature pairs of the imitation loss of the adapted
     student map against the teacher's (KD.HINT.*).
 
-    loss "mse" is Chen et al.'s hint; "pkd" standardises both maps per channel first
-    (PKD, Cao et al. NeurIPS 2022). mask "gt" restricts it to cells inside ground-truth
-    boxes (FGFI, Wang et al. CVPR 2019), plus MASK_BG_WEIGHT times the background mean
-    (DeFeat, Guo et al. CVPR 2021)."""
+    Args:
+        weight: KD.HINT.WEIGHT, gamma.
+        pairs: (student feature, teacher feature) pairs, from KD.HINT.STUDENT_FEATURES and
+            TEACHER_FEATURES.
+        adapter: KD.HINT.ADAPTER, "conv1x1" or "none".
+        resize: KD.HINT.RESIZE, "interpolate" or "error" on a size mismatch.
+        loss: KD.HINT.LOSS, "mse" (Chen et al.'s hint) or "pkd" (both maps standardised
+            per channel first; PKD, Cao et al. NeurIPS 2022).
+        mask: KD.HINT.MASK, "none" or "gt": cells inside ground-truth boxes (FGFI, Wang et
+            al. CVPR 2019).
+        mask_bg_weight: KD.HINT.MASK_BG_WEIGHT, the weight of the background mean with
+            mask "gt" (DeFeat, Guo et al. CVPR 2021).
+    """
 
     weight: float
     pairs: Tuple[Tuple[str, str], ...]
@@ -427,6 +503,10 @@ def inherit_from_teacher(student: nn.Module, teacher: nn.Module) -> List[str]:
     FGD's "inheriting strategy" (yzd-v/FGD, init_student): a student that shares the
     teacher's backbone, neck or head starts from the teacher's trained weights there.
     Non-persistent buffers (anchors, pixel mean/std) are never copied.
+
+    Args:
+        student: the model copied into.
+        teacher: the model copied from (unchanged).
     """
     teacher_modules = dict(teacher.named_modules())
     copied = []
