@@ -1,6 +1,6 @@
 """The KD-term registry and the options beyond Chen et al.: each term's value against a
 hand computation, gradients to the student only, absent when off, weight inheritance,
-diagnostics, warm-up, and DistillRCNN's task losses pinned to Detectron2's own."""
+diagnostics, warm-up, and the bounded ROI regression box by box."""
 import numpy as np
 import pytest
 import torch
@@ -12,6 +12,7 @@ from kd_det.losses import feature_imitation_loss, standardize_channels
 from kd_det.modeling.kd_terms import (
     KD_TERM_REGISTRY,
     Hint,
+    ROIBoundedRegression,
     build_kd_terms,
     gt_box_masks,
     inherit_from_teacher,
@@ -192,25 +193,6 @@ def test_inheritance_of_an_identical_architecture_copies_everything(tmp_path):
         assert torch.equal(v, teacher.state_dict()[k]), k
 
 
-def test_task_losses_equal_plain_generalized_rcnn(cfg):
-    """DistillRCNN's own copy of the student's RPN and box-head path gives Detectron2's
-    GeneralizedRCNN losses on the same weights, batch and seed (cls losses divided by mu)."""
-    c = cfg.clone()
-    c.KD.RPN.MU, c.KD.ROI.MU = 0.5, 0.25
-    model = build_model(c).train()
-    plain = build_model(tiny_rcnn_cfg()).train()
-    plain.load_state_dict(model.student.state_dict())
-    batch = fixed_batch()
-    torch.manual_seed(3)
-    ours, _ = _losses(model, batch)
-    torch.manual_seed(3)
-    ref, _ = _losses(plain, batch)
-    torch.testing.assert_close(ours["loss_rpn_cls"] / 0.5, ref["loss_rpn_cls"])
-    torch.testing.assert_close(ours["loss_cls"] / 0.25, ref["loss_cls"])
-    torch.testing.assert_close(ours["loss_rpn_loc"], ref["loss_rpn_loc"])
-    torch.testing.assert_close(ours["loss_box_reg"], ref["loss_box_reg"])
-
-
 @pytest.mark.parametrize("key,value,match", [
     ("KD.HINT.LOSS", "cosine", "KD.HINT.LOSS"),
     ("KD.HINT.MASK", "boxes", "KD.HINT.MASK"),
@@ -225,3 +207,35 @@ def test_bad_new_values_are_refused_naming_the_key(cfg, key, value, match):
     c.merge_from_list([key, value])
     with pytest.raises(ValueError, match=match):
         build_model(c)
+
+
+def test_roi_bounded_regression_box_by_box():
+    """4 ROIs, 2 classes, class-specific deltas; ROI 3 is background."""
+    props = Instances((100, 100))
+    props.proposal_boxes = Boxes(torch.tensor([[10.0, 10, 30, 30]] * 4))
+    props.gt_boxes = Boxes(torch.tensor([[10.0, 10, 30, 30]] * 4))  # targets y = 0
+    props.gt_classes = torch.tensor([0, 1, 1, 2])
+    s = torch.zeros(4, 8)
+    t = torch.zeros(4, 8)
+    s[0, 0:4] = torch.tensor([1.0, 0, 0, 0])   # e_s = 1, e_t = 0.25 -> counted: 1
+    t[0, 0:4] = torch.tensor([0.5, 0, 0, 0])
+    s[1, 4:8] = torch.tensor([0.5, 0, 0, 0])   # e_s = .25, e_t = 1 -> teacher worse: 0
+    t[1, 4:8] = torch.tensor([1.0, 0, 0, 0])
+    s[2, 4:8] = torch.tensor([1.0, 0, 0, 0])   # e_s = 1, e_t = 1.1: 1 + m(0.2) > 1.1 -> 1
+    t[2, 4:8] = torch.tensor([1.1 ** 0.5, 0, 0, 0])
+    s[3] = 5.0                                 # background ROI: never counted
+    s[1, 0:4] = 9.0                            # deltas of a non-gt class: never counted
+
+    from types import SimpleNamespace as NS
+
+    from detectron2.modeling.box_regression import Box2BoxTransform
+    heads = NS(num_classes=2, box_predictor=NS(
+        box2box_transform=Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0))))
+    model = NS(roi_heads=heads)
+    step = NS(student=model, teacher=model, roi=NS(proposals=[props], deltas=s),
+              t=NS(box_deltas=t))
+    term = ROIBoundedRegression("bounded", weight=0.5, margin=0.2)
+    assert term(step).item() == pytest.approx(0.5 * (1.0 + 0.0 + 1.0) / 4)
+    assert term.diagnostics(step)["roi_bound_active_frac"].item() == pytest.approx(2 / 3)
+    term = ROIBoundedRegression("bounded", weight=0.5, margin=0.05)  # ROI 2: 1.05 > 1.1 false
+    assert term(step).item() == pytest.approx(0.5 * 1.0 / 4)
