@@ -5,7 +5,8 @@ library module does, so a plugin user pays nothing for it; it is installed with 
 that tools and tests import it without path edits.
 
 - ``orchestrator``: the one way a benchmark runs its stages (seeds, caching and resuming
-  by config fingerprint, parallel workers, results JSON after every stage);
+  by config fingerprint, parallel workers) and, through ``run_report``, writes its results
+  JSON after every stage;
 - ``report``: the JSON + PNG of a results dict, chart panels and table cells;
 - ``machine``, ``timing``: what timings depend on, measured; round-robin timing;
 - ``detection``: teacher / baseline / distilled student (``make demo``, BCCD);
