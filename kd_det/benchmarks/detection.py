@@ -28,6 +28,8 @@ ROWS = ("teacher", "baseline", "kd", "kd_best")
 
 
 def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
+    """A detection config as the tools read it: Detectron2's defaults with kd_det's keys
+    (KD.*, MODEL.MOBILENET.*), the YAML read as safe YAML, then KEY VALUE `opts`."""
     cfg = get_cfg()
     add_kd_config(cfg)
     add_mobilenet_config(cfg)
@@ -234,9 +236,9 @@ def compare(
     opts = opts or {}
     rows = [r for r in ROWS[1:] if r in configs or r == "baseline"]
     teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
-    # The teacher first, alone in this process (every KD stage reads it).
-    teacher = run_stages([_stage("teacher", teacher_cfg, os.path.join(output_dir, "teacher"))]
-                         )["teacher"]
+    # The teacher first, alone in this process: every KD stage reads it.
+    teacher_stage = _stage("teacher", teacher_cfg, os.path.join(output_dir, "teacher"))
+    teacher = run_stages([teacher_stage])["teacher"]
 
     def cfg_for(row, seed, split, extra=()):
         return stage_cfg(configs, row, seed, val_split if split == "val" else test_split,
