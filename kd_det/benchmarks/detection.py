@@ -56,7 +56,9 @@ def _bbox(results: Dict) -> Dict[str, float]:
 def train_detector(cfg: CfgNode, resume: bool = False) -> Dict:
     """A stage: train `cfg` (a plain detector or a DistillRCNN) and evaluate it on
     DATASETS.TEST; its final weights and AP / AP50."""
-    seed_all_rng(cfg.SEED)  # same seed -> same initial student in baseline and KD runs
+    # Same seed -> same initial student in baseline and KD runs; < 0: a random one, as in
+    # Detectron2's default_setup.
+    seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
     trainer = KDTrainer(cfg)
     trainer.resume_or_load(resume=resume)
     results = trainer.train()

@@ -1,17 +1,22 @@
-"""The detection protocol's bookkeeping: time-to-accuracy, KD diagnostics read back from
-metrics.json, the kd_best settings diff, and stage fingerprints."""
+"""The detection protocol: its bookkeeping (time-to-accuracy, KD diagnostics read back from
+metrics.json, the kd_best settings diff, stage fingerprints) and a whole tiny run."""
+import glob
 import json
+import os
 
 import pytest
 
 from kd_det.benchmarks.detection import (
     _kd_overrides,
+    compare,
     detection_fingerprint,
     load_cfg,
     read_curve,
     read_diagnostics,
     time_to_accuracy,
 )
+
+from ..detection_utils import make_coco_dataset, short_run, tiny_rcnn_cfg
 
 
 def _curve(points):
@@ -64,3 +69,38 @@ def test_read_curve_renames_the_evaluation_scalars(tmp_path):
     assert read_curve(str(tmp_path)) == [
         {"iter": 100, "seconds": 5.0, "AP": 30.0, "AP50": 60.0, "AP75": 25.0}]
     assert read_curve(str(tmp_path / "none")) == []
+
+
+def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread):
+    """The whole protocol on tiny R-18 detectors, 2 iterations a stage: teacher, selection
+    and test stages, the summaries, and a second call that trains nothing."""
+    make_coco_dataset(str(tmp_path / "train"), "kd_cmp_train", n_images=4, seed=0)
+    make_coco_dataset(str(tmp_path / "val"), "kd_cmp_val", n_images=2, seed=1)
+    split = (["kd_cmp_train"], ["kd_cmp_val"])
+    configs = {}
+    for role, cfg in (("teacher", tiny_rcnn_cfg(fpn_channels=64, fc_dim=96)),
+                      ("student", tiny_rcnn_cfg()), ("kd", tiny_rcnn_cfg())):
+        cfg = short_run(cfg, *split, iters=2)
+        cfg.TEST.EVAL_PERIOD = 1
+        if role == "kd":
+            cfg.MODEL.META_ARCHITECTURE = "DistillRCNN"
+            cfg.KD.TEACHER.EVAL_BEFORE_TRAIN = False
+        configs[role] = str(tmp_path / f"{role}.yaml")
+        (tmp_path / f"{role}.yaml").write_text(cfg.dump())
+    out = str(tmp_path / "runs")
+
+    def run():
+        return compare(configs, out, seeds=[0], test_split=("kd_cmp_train", "kd_cmp_val"),
+                       val_split=("kd_cmp_train", "kd_cmp_val"), timing_images=2)
+
+    res = run()
+    for row in ("teacher", "baseline", "kd"):  # AP is NaN for models this untrained
+        assert len(res[row]["AP50"]) == len(res[row]["AP"]) == 1, row
+        assert res["validation"][row]["AP"] and res["curves"][row], row
+    assert [p["iter"] for p in res["curves"]["kd"]] == [1, 2]
+    assert res["speed"]["teacher_s_per_img"] > 0 and res["flops"]["backbone_ratio"] > 1
+    stamps = {p: os.path.getmtime(p) for p in glob.glob(f"{out}/*/*/stage.json")}
+    assert len(stamps) == 4  # val and test stages of the baseline and kd rows
+    again = run()
+    assert {p: os.path.getmtime(p) for p in stamps} == stamps
+    assert again["kd"]["train_seconds"] == res["kd"]["train_seconds"]
