@@ -57,7 +57,8 @@ def add_face_config(cfg: CfgNode) -> CfgNode:
     cfg.FACE.KD.SOFT_WEIGHT = 1.0
     cfg.FACE.KD.FEAT_WEIGHT = 1.0
     cfg.FACE.KD.TEMPERATURE = 4.0
-    # "mmd" (MK-MMD, the paper) or "l2" (normalised-feature L2, the classic alternative).
+    # A key of kd_det.losses.FEATURE_LOSSES: "mmd" (MK-MMD, the paper) or "l2"
+    # (normalised-feature L2, the classic alternative).
     cfg.FACE.KD.FEATURE_LOSS = "mmd"
     cfg.FACE.TEST = CfgNode()
     # Probe resolutions (shorter side, pixels; 0 = original): held-out faces are downscaled
@@ -103,6 +104,6 @@ def check_face_config(cfg: CfgNode) -> None:
                              f"{TEACHER_INPUTS}")
         if f.KD.FEATURE_LOSS not in FEATURE_LOSSES:
             raise ValueError(f"FACE.KD.FEATURE_LOSS={f.KD.FEATURE_LOSS!r}: use one of "
-                             f"{FEATURE_LOSSES}")
+                             f"{tuple(FEATURE_LOSSES)}")
         if f.KD.TEMPERATURE <= 0:
             raise ValueError(f"FACE.KD.TEMPERATURE={f.KD.TEMPERATURE} must be > 0")

@@ -15,6 +15,7 @@ from .mmd import (
     face_kd_loss,
     mk_mmd,
     normalized_l2_loss,
+    normalized_mk_mmd,
 )
 from .regression import bounded_l2_loss, teacher_l2_loss
 from .soft_ce import binary_soft_cross_entropy, class_weights, hinton_kd_loss, soft_cross_entropy
@@ -39,6 +40,7 @@ __all__ = [
     "meal_v2_discriminator_loss",
     "mk_mmd",
     "normalized_l2_loss",
+    "normalized_mk_mmd",
     "pisr_teacher_loss",
     "soft_cross_entropy",
     "standardize_channels",

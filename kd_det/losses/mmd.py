@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from .soft_ce import hinton_kd_loss
 
 __all__ = ["DAN_MULTIPLIERS", "FEATURE_LOSSES", "dan_bandwidths", "face_kd_loss", "mk_mmd",
-           "normalized_l2_loss"]
+           "normalized_l2_loss", "normalized_mk_mmd"]
 
 # Bandwidths relative to the base: DAN's kernel_mul=2, kernel_num=5 around it.
 DAN_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
-FEATURE_LOSSES = ("mmd", "l2")
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
@@ -82,6 +81,21 @@ def normalized_l2_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -
     return (s - t).pow(2).sum(1).mean()
 
 
+def normalized_mk_mmd(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
+    """:func:`mk_mmd` between the L2-normalised batches s/||s|| and t/||t|| (Wang et al.).
+
+    Args:
+        student_feat: (N, D).
+        teacher_feat: (N, D); it gets no gradient.
+    """
+    return mk_mmd(F.normalize(student_feat.float(), dim=1),
+                  F.normalize(teacher_feat.detach().float(), dim=1))
+
+
+# The feature terms of face_kd_loss, by FACE.KD.FEATURE_LOSS: a new one is one entry.
+FEATURE_LOSSES = {"mmd": normalized_mk_mmd, "l2": normalized_l2_loss}
+
+
 def face_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                  labels: torch.Tensor, student_feat: torch.Tensor, teacher_feat: torch.Tensor,
                  hard_weight: float = 1.0, soft_weight: float = 1.0, feat_weight: float = 1.0,
@@ -90,8 +104,8 @@ def face_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
     loss_cls  = hard_weight * CE(z_s, y)                          (mean over the batch)
     loss_kd   = soft_weight * T^2 KL(p_t^T || p_s^T)              (:func:`hinton_kd_loss`)
-    loss_mmd  = feat_weight * mk_mmd(s/||s||, t/||t||)            (feature_loss "mmd"), or
-    loss_l2   = feat_weight * normalized_l2_loss(s, t)            (feature_loss "l2")
+    loss_<f>  = feat_weight * FEATURE_LOSSES[f](s, t)  (f = feature_loss: "mmd",
+                :func:`normalized_mk_mmd`, the paper's; "l2", :func:`normalized_l2_loss`)
 
     Args:
         student_logits, teacher_logits: (N, identities). The teacher side gets no gradient.
@@ -99,15 +113,11 @@ def face_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
         student_feat, teacher_feat: (N, D) embeddings s and t (not normalised).
         hard_weight, soft_weight, feat_weight: lambda1, lambda2, lambda3.
         temperature: T of the soft term.
-        feature_loss: "mmd" or "l2".
+        feature_loss: a key of FEATURE_LOSSES.
     """
     if feature_loss not in FEATURE_LOSSES:
-        raise ValueError(f"feature_loss={feature_loss!r}: use one of {FEATURE_LOSSES}")
-    if feature_loss == "mmd":
-        feat = mk_mmd(F.normalize(student_feat.float(), dim=1),
-                      F.normalize(teacher_feat.detach().float(), dim=1))
-    else:
-        feat = normalized_l2_loss(student_feat, teacher_feat)
+        raise ValueError(f"feature_loss={feature_loss!r}: use one of {tuple(FEATURE_LOSSES)}")
+    feat = FEATURE_LOSSES[feature_loss](student_feat, teacher_feat)
     return {
         "loss_cls": hard_weight * F.cross_entropy(student_logits.float(), labels),
         "loss_kd": soft_weight * hinton_kd_loss(student_logits, teacher_logits, temperature),

@@ -6,9 +6,11 @@ from the teacher's decoder and distils the teacher's features into it with VID.
 from .config import add_sr_config, check_sr_config
 from .distiller import PISRDistiller
 from .models import FSRCNN, PISRTeacher, SRBaseline, VIDHead
+from .modes import SR_MODE_REGISTRY
 from .trainer import SRTrainer
 
 __all__ = [
+    "SR_MODE_REGISTRY",
     "FSRCNN",
     "PISRDistiller",
     "PISRTeacher",

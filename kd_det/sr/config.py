@@ -4,10 +4,11 @@ import os
 
 from detectron2.config import CfgNode
 
+from .modes import SR_MODE_REGISTRY
+
 __all__ = ["add_sr_config", "check_sr_config", "list_images"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MODES = ("baseline", "teacher", "student")
 VID_FORMS = ("laplace", "gaussian")
 _DATA_ROOT = os.path.join("..", "shared", "data", "sr")
 
@@ -22,8 +23,9 @@ def add_sr_config(cfg: CfgNode) -> CfgNode:
     cfg.SOLVER.WARMUP_ITERS = 0
     cfg.SOLVER.WEIGHT_DECAY = 0.0
     cfg.SR = CfgNode()
-    # "baseline": plain FSRCNN (L1); "teacher": PISR step 1 (encoder sees HR);
-    # "student": PISR step 2 (FSRCNN from the teacher decoder, L1 + VID).
+    # A mode of sr.modes.SR_MODE_REGISTRY: "baseline": plain FSRCNN (L1); "teacher": PISR
+    # step 1 (encoder sees HR); "student": PISR step 2 (FSRCNN from the teacher decoder,
+    # L1 + VID).
     cfg.SR.MODE = "baseline"
     cfg.SR.SCALE = 2
     cfg.SR.DATA = CfgNode()
@@ -72,8 +74,9 @@ def list_images(folder: str, key: str):
 def check_sr_config(cfg: CfgNode) -> None:
     """Refuse bad keys before any training step, naming the key and the fix."""
     sr = cfg.SR
-    if sr.MODE not in MODES:
-        raise ValueError(f"SR.MODE={sr.MODE!r}: use one of {MODES}")
+    if sr.MODE not in SR_MODE_REGISTRY:
+        modes = tuple(name for name, _ in SR_MODE_REGISTRY)
+        raise ValueError(f"SR.MODE={sr.MODE!r}: use one of {modes}")
     if sr.SCALE not in (2, 3, 4):
         raise ValueError(f"SR.SCALE={sr.SCALE!r}: FSRCNN is built for scales 2, 3 and 4")
     if sr.DATA.PATCH_SIZE <= 0 or sr.DATA.PATCH_SIZE % sr.SCALE:

@@ -7,13 +7,11 @@ import torch
 from detectron2.evaluation import inference_context
 
 from kd_det.engine.aux_trainer import AUX_TRAINER_REGISTRY, AuxTrainer, build_infinite_loader
-from kd_det.modeling.frozen import load_strict
 
 from .config import add_sr_config, check_sr_config
 from .data import SRPatchDataset, load_test_set
-from .distiller import PISRDistiller
 from .metrics import psnr, ssim
-from .models import SRBaseline, VIDHead, build_fsrcnn, build_teacher
+from .modes import SR_MODE_REGISTRY
 
 __all__ = ["SRTrainer", "evaluate_bicubic", "test_set_names"]
 
@@ -49,26 +47,15 @@ def evaluate_bicubic(cfg) -> Dict[str, float]:
 
 @AUX_TRAINER_REGISTRY.register()
 class SRTrainer(AuxTrainer):
-    """SR.MODE: "teacher" (PISR step 1), "student" (step 2) or "baseline" (FSRCNN, L1)."""
+    """Every SR.MODE of SR_MODE_REGISTRY: "teacher" (PISR step 1), "student" (step 2) or
+    "baseline" (FSRCNN, L1)."""
 
     add_config = staticmethod(add_sr_config)
     check_config = staticmethod(check_sr_config)
 
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
-        mode = cfg.SR.MODE
-        if mode == "baseline":
-            return SRBaseline(build_fsrcnn(cfg))
-        if mode == "teacher":
-            return build_teacher(cfg)
-        teacher = build_teacher(cfg)
-        load_strict(teacher, cfg.SR.KD.TEACHER_WEIGHTS, key="SR.KD.TEACHER_WEIGHTS")
-        student = build_fsrcnn(cfg)
-        vid = VIDHead(student.feature_channels, cfg.SR.KD.VID_FORM,
-                      laplace_scale_factor=cfg.SR.KD.VID_LAPLACE_SCALE_FACTOR,
-                      gaussian_init_var=cfg.SR.KD.VID_GAUSSIAN_INIT_VAR)
-        return PISRDistiller(student, teacher, vid, cfg.SR.KD.VID_WEIGHT,
-                             init_from_teacher=cfg.SR.KD.INIT_FROM_TEACHER)
+        return SR_MODE_REGISTRY.get(cfg.SR.MODE)(cfg)
 
     @classmethod
     def build_train_loader(cls, cfg):
