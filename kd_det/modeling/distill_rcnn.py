@@ -81,30 +81,27 @@ class DistillRCNN(DistillerBase):
         student: GeneralizedRCNN,
         teacher: GeneralizedRCNN,
         kd_terms: Sequence[KDTerm],
-        term_modules: Optional[Dict[str, nn.Module]] = None,
+        init_from_teacher: bool = False,
+        rpn_on_mismatch: str = "error",
         warmup_iters: int = 0,
         diagnostics_period: int = 0,
     ):
         """
         Args:
-            kd_terms: the active distillation terms (see kd_terms.build_kd_terms).
-            term_modules: {term.module_name: module} for terms with parameters.
+            student: the GeneralizedRCNN to train.
+            teacher: a trained GeneralizedRCNN, weights already loaded (e.g. by
+                :func:`load_teacher`); it is frozen here and kept out of ``state_dict``.
+            kd_terms: the distillation terms (see kd_terms.build_kd_terms); the modules
+                they own (hint adapters) are built here from the two backbones' shapes.
+            init_from_teacher: copy into the student every module whose tensors match the
+                teacher's (FGD's inheriting strategy), before training.
+            rpn_on_mismatch: "error" or "disable" the RPN terms when the two RPNs' anchors
+                cannot be aligned.
             warmup_iters: the KD terms' weights rise linearly from 0 over these iterations.
             diagnostics_period: every this many iterations, log each loss's gradient norm
                 on the student and the terms' diagnostics (0: never).
         """
         super().__init__()
-        self.student = student
-        self.add_teacher("teacher", teacher)
-        self.kd_terms = list(kd_terms)
-        for name, module in (term_modules or {}).items():
-            self.add_module(name, module)
-        self.warmup_iters = warmup_iters
-        self.diagnostics_period = diagnostics_period
-        self._hard_scales = {}
-        for term in self.kd_terms:
-            self._hard_scales.update(term.hard_loss_scales())
-        self._teacher_needs = {n for term in self.kd_terms for n in term.needs}
         for name, m in (("student", student), ("teacher", teacher)):
             if not isinstance(m.proposal_generator, RPN):
                 raise ValueError(f"DistillRCNN needs an RPN in the {name} "
@@ -114,6 +111,42 @@ class DistillRCNN(DistillerBase):
                     f"DistillRCNN needs StandardROIHeads-style box heads in the {name} "
                     "(MODEL.ROI_HEADS.NAME 'StandardROIHeads' and "
                     "MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES False).")
+        s_classes, t_classes = student.roi_heads.num_classes, teacher.roi_heads.num_classes
+        if s_classes != t_classes:
+            raise ValueError(
+                f"the teacher predicts {t_classes} classes but the student {s_classes}; "
+                "distillation needs the same class list (MODEL.ROI_HEADS.NUM_CLASSES / "
+                "roi_heads.num_classes, or a matching teacher).")
+        if init_from_teacher:
+            copied = inherit_from_teacher(student, teacher)
+            logger.info("KD.STUDENT.INIT_FROM_TEACHER: copied %d student modules from the "
+                        "teacher: %s", len(copied), ", ".join(copied) or "none")
+        s_shapes, t_shapes = student.backbone.output_shape(), teacher.backbone.output_shape()
+        kd_terms = list(kd_terms)
+        if any("rpn" in t.needs for t in kd_terms):
+            problem = rpn_alignment_problem(
+                student.proposal_generator, teacher.proposal_generator, s_shapes, t_shapes)
+            if problem and rpn_on_mismatch == "error":
+                raise ValueError(
+                    f"KD.RPN: teacher and student anchors cannot be aligned ({problem}). Give "
+                    "both the same MODEL.ANCHOR_GENERATOR and RPN feature strides, or set "
+                    "KD.RPN.ON_MISMATCH='disable' (LazyConfig: rpn_on_mismatch) or turn the RPN terms off.")
+            if problem:
+                logger.warning("RPN distillation disabled: %s", problem)
+                kd_terms = [t for t in kd_terms if "rpn" not in t.needs]
+        self.student = student
+        self.add_teacher("teacher", teacher)
+        self.kd_terms = kd_terms
+        for t in kd_terms:
+            module = t.build_module(s_shapes, t_shapes)
+            if module is not None:
+                self.add_module(t.module_name, module)
+        self.warmup_iters = warmup_iters
+        self.diagnostics_period = diagnostics_period
+        self._hard_scales = {}
+        for term in self.kd_terms:
+            self._hard_scales.update(term.hard_loss_scales())
+        self._teacher_needs = {n for term in self.kd_terms for n in term.needs}
         s_fmt, t_fmt = student.input_format, teacher.input_format
         if {s_fmt, t_fmt} - {"RGB", "BGR"} and s_fmt != t_fmt:
             raise ValueError(f"INPUT.FORMAT: student {s_fmt!r} and teacher {t_fmt!r} cannot "
@@ -136,34 +169,12 @@ class DistillRCNN(DistillerBase):
         s_cfg.MODEL.META_ARCHITECTURE = cfg.KD.STUDENT_META_ARCHITECTURE
         student = META_ARCH_REGISTRY.get(cfg.KD.STUDENT_META_ARCHITECTURE)(s_cfg)
         teacher = build_teacher(build_teacher_cfg(cfg))
-        if cfg.KD.STUDENT.INIT_FROM_TEACHER:
-            copied = inherit_from_teacher(student, teacher)
-            logger.info("KD.STUDENT.INIT_FROM_TEACHER: copied %d student modules from the "
-                        "teacher: %s", len(copied), ", ".join(copied) or "none")
-
-        s_shapes, t_shapes = student.backbone.output_shape(), teacher.backbone.output_shape()
-        terms = build_kd_terms(cfg)
-        if any("rpn" in t.needs for t in terms):
-            problem = rpn_alignment_problem(
-                student.proposal_generator, teacher.proposal_generator, s_shapes, t_shapes)
-            if problem and cfg.KD.RPN.ON_MISMATCH == "error":
-                raise ValueError(
-                    f"KD.RPN: teacher and student anchors cannot be aligned ({problem}). Give "
-                    "both the same MODEL.ANCHOR_GENERATOR and RPN feature strides, or set "
-                    "KD.RPN.ON_MISMATCH='disable' (or KD.RPN.ENABLED False).")
-            if problem:
-                logger.warning("RPN distillation disabled: %s", problem)
-                terms = [t for t in terms if "rpn" not in t.needs]
-        modules = {}
-        for t in terms:
-            module = t.build_module(s_shapes, t_shapes)
-            if module is not None:
-                modules[t.module_name] = module
         return {
             "student": student,
             "teacher": teacher,
-            "kd_terms": terms,
-            "term_modules": modules,
+            "kd_terms": build_kd_terms(cfg),
+            "init_from_teacher": cfg.KD.STUDENT.INIT_FROM_TEACHER,
+            "rpn_on_mismatch": cfg.KD.RPN.ON_MISMATCH,
             "warmup_iters": cfg.KD.WARMUP_ITERS,
             "diagnostics_period": cfg.KD.DIAGNOSTICS_PERIOD,
         }

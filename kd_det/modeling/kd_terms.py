@@ -35,6 +35,7 @@ __all__ = [
     "KDStep",
     "KDTerm",
     "build_kd_terms",
+    "term_list",
     "encode_deltas",
     "select_class_deltas",
     "gt_box_masks",
@@ -99,6 +100,14 @@ def build_kd_terms(cfg) -> List[KDTerm]:
     """The active terms under `cfg`, in registration order."""
     terms = (term_cls.from_config(cfg) for _, term_cls in KD_TERM_REGISTRY)
     return [t for t in terms if t is not None]
+
+
+def term_list(**terms: Optional[KDTerm]) -> List[KDTerm]:
+    """The terms given by keyword, in that order, None dropped: a LazyConfig's kd_terms,
+    ``L(term_list)(hint=L(Hint)(...), ...)``, so that ``model.kd_terms.hint=None`` turns a
+    term off from the command line. (A plain list would not do: OmegaConf turns dataclass
+    objects inside its lists back into configs.)"""
+    return [t for t in terms.values() if t is not None]
 
 
 # ---- helpers --------------------------------------------------------------------------
@@ -350,6 +359,10 @@ class Hint(KDTerm):
     mask_bg_weight: float = 0.0
     loss_name: ClassVar[str] = "loss_hint"
     module_name: ClassVar[Optional[str]] = "adapters"
+
+    def __post_init__(self):
+        # Lists from a LazyConfig (or YAML) become the hashable tuples the settings are.
+        object.__setattr__(self, "pairs", tuple(tuple(p) for p in self.pairs))
 
     @classmethod
     def from_config(cls, cfg):
