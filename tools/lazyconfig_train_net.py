@@ -81,7 +81,7 @@ def do_train(args, cfg):
     checkpointer = SafeDetectionCheckpointer(model, out, trainer=trainer)
     kd_hooks = []
     if distiller is not None and cfg.train.get("eval_teacher_before_train", True):
-        kd_hooks.append(TeacherEvalHook(distiller.teacher, lambda teacher: {
+        kd_hooks.append(TeacherEvalHook(distiller.teachers, lambda teacher: {
             "test": lazy_test(cfg, teacher, f"{out}/teacher_inference")}))
     trainer.register_hooks(kd_hooks + [
         hooks.IterationTimer(),

@@ -16,28 +16,32 @@ logger = logging.getLogger(__name__)
 
 
 class TeacherEvalHook(HookBase):
-    """Evaluate the frozen teacher once before the first KD step and log its AP.
+    """Evaluate each frozen teacher once before the first KD step and log its AP.
 
     A teacher whose weights did not match its config scores near zero here, long before
     a whole distillation run is wasted on it.
     """
 
-    def __init__(self, teacher, evaluate: Callable[[nn.Module], Dict[str, Dict]]):
-        """`evaluate(model)` gives {test set name: Detectron2 evaluation results}."""
-        self._teacher = teacher
+    def __init__(self, teachers: Dict[str, nn.Module],
+                 evaluate: Callable[[nn.Module], Dict[str, Dict]]):
+        """`teachers`: {name: teacher} (DistillRCNN.teachers); `evaluate(model)` gives
+        {test set name: Detectron2 evaluation results}."""
+        self._teachers = teachers
         self._evaluate = evaluate
         self.results = {}
 
     def before_train(self):
         if self.trainer.iter > 0:  # resumed run: already checked
             return
-        for name, res in self._evaluate(self._teacher).items():
-            if comm.is_main_process() and res:
-                self.results[name] = res
-                logger.info("Teacher on %s: %s", name, res)
-                flat = {f"teacher/{name}/{task}/{k}": v for task, r in res.items()
-                        for k, v in r.items() if isinstance(v, (int, float))}
-                get_event_storage().put_scalars(**flat, smoothing_hint=False)
+        for teacher_name, teacher in self._teachers.items():
+            for name, res in self._evaluate(teacher).items():
+                if comm.is_main_process() and res:
+                    self.results.setdefault(teacher_name, {})[name] = res
+                    logger.info("%s on %s: %s", teacher_name.capitalize().replace("_", " "),
+                                name, res)
+                    flat = {f"{teacher_name}/{name}/{task}/{k}": v for task, r in res.items()
+                            for k, v in r.items() if isinstance(v, (int, float))}
+                    get_event_storage().put_scalars(**flat, smoothing_hint=False)
         comm.synchronize()
 
 

@@ -86,17 +86,17 @@ def check_classes(cfg, name: str, key: str, dicts=None) -> None:
     k = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     names = check_class_count(k, name, key, dicts)
     if cfg.MODEL.META_ARCHITECTURE == "DistillRCNN" and names is not None:
-        from ..modeling.teacher import build_teacher_cfg
+        from ..modeling.teacher import build_teacher_cfgs, teacher_specs
 
-        tcfg = build_teacher_cfg(cfg)
-        for t_name in tcfg.DATASETS.TRAIN:
-            t_names = _class_names(t_name) if t_name in DatasetCatalog.list() else None
-            if t_names is not None and len(t_names) == k and list(t_names) != list(names):
-                raise ValueError(
-                    f"{key}: dataset {name!r} has classes {list(names)[:10]} but the teacher "
-                    f"(KD.TEACHER.CONFIG_FILE) was trained on {t_name!r} with classes "
-                    f"{list(t_names)[:10]}; distil from a teacher of the same classes in the "
-                    "same order.")
+        for tcfg, (_, _, t_key) in zip(build_teacher_cfgs(cfg), teacher_specs(cfg)):
+            for t_name in tcfg.DATASETS.TRAIN:
+                t_names = _class_names(t_name) if t_name in DatasetCatalog.list() else None
+                if t_names is not None and len(t_names) == k and list(t_names) != list(names):
+                    raise ValueError(
+                        f"{key}: dataset {name!r} has classes {list(names)[:10]} but the "
+                        f"teacher ({t_key}) was trained on {t_name!r} with classes "
+                        f"{list(t_names)[:10]}; distil from a teacher of the same classes in "
+                        "the same order.")
 
 
 def _checked_test_dicts(cfg, name: str):
@@ -218,7 +218,7 @@ class KDTrainer(DefaultTrainer):
         model = self._unwrapped_model()
         if isinstance(model, DistillRCNN):
             if self.cfg.KD.TEACHER.EVAL_BEFORE_TRAIN and self.cfg.DATASETS.TEST:
-                ret.insert(0, TeacherEvalHook(model.teacher, self._evaluate_teacher))
+                ret.insert(0, TeacherEvalHook(model.teachers, self._evaluate_teacher))
             out = self.cfg.OUTPUT_DIR
             ret.append(ExportStudentHook(lambda path: export_student(self.cfg, path, out), out))
         return ret

@@ -1,7 +1,7 @@
 """Building the frozen detection teacher and checking that it can teach this student."""
 import logging
 import os
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from detectron2.config import CfgNode, LazyConfig, get_cfg, instantiate
@@ -10,7 +10,8 @@ from detectron2.modeling import build_model
 from ..checkpoint import SafeDetectionCheckpointer
 from .frozen import DistillerBase, load_strict
 
-__all__ = ["build_teacher_cfg", "build_teacher", "load_teacher", "rpn_alignment_problem"]
+__all__ = ["build_teacher_cfg", "build_teacher_cfgs", "build_teacher", "load_teacher",
+           "rpn_alignment_problem", "teacher_specs"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +57,31 @@ def _read_yacs_teacher(path: str, opts, allow_unsafe: bool, key: str,
     return tcfg
 
 
-def build_teacher_cfg(cfg: CfgNode) -> CfgNode:
-    """The teacher's own config: its YAML + KD.TEACHER.OPTS, on the student's device."""
-    path = _resolve_config_file(cfg.KD.TEACHER.CONFIG_FILE)
+def teacher_specs(cfg: CfgNode) -> List[Tuple[str, str, str]]:
+    """[(config file, weights, key naming them)] of every teacher: KD.TEACHERS when set,
+    else KD.TEACHER."""
+    if cfg.KD.TEACHERS:
+        return [(c, w, f"KD.TEACHERS[{i}]") for i, (c, w) in enumerate(cfg.KD.TEACHERS)]
+    return [(cfg.KD.TEACHER.CONFIG_FILE, cfg.KD.TEACHER.WEIGHTS, "KD.TEACHER.CONFIG_FILE")]
+
+
+def build_teacher_cfgs(cfg: CfgNode) -> List[CfgNode]:
+    """Each teacher's own config (see build_teacher_cfg)."""
+    return [build_teacher_cfg(cfg, i) for i in range(len(teacher_specs(cfg)))]
+
+
+def build_teacher_cfg(cfg: CfgNode, index: int = 0) -> CfgNode:
+    """Teacher `index`'s own config: its YAML + KD.TEACHER.OPTS, on the student's device,
+    with MODEL.WEIGHTS its trained weights."""
+    config_file, weights, key = teacher_specs(cfg)[index]
+    path = _resolve_config_file(config_file, key)
     tcfg = _read_yacs_teacher(path, cfg.KD.TEACHER.OPTS, cfg.KD.TEACHER.ALLOW_UNSAFE_YAML,
-                              "KD.TEACHER.CONFIG_FILE", "KD.TEACHER.ALLOW_UNSAFE_YAML")
+                              key, "KD.TEACHER.ALLOW_UNSAFE_YAML")
     tcfg.MODEL.DEVICE = cfg.MODEL.DEVICE
-    tcfg.MODEL.WEIGHTS = cfg.KD.TEACHER.WEIGHTS
+    tcfg.MODEL.WEIGHTS = weights
     if tcfg.MODEL.ROI_HEADS.NUM_CLASSES != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
         raise ValueError(
-            f"KD.TEACHER.CONFIG_FILE: the teacher has MODEL.ROI_HEADS.NUM_CLASSES="
+            f"{key}: the teacher has MODEL.ROI_HEADS.NUM_CLASSES="
             f"{tcfg.MODEL.ROI_HEADS.NUM_CLASSES} but the student has "
             f"{cfg.MODEL.ROI_HEADS.NUM_CLASSES}; distillation needs the same class list "
             "(set the student's MODEL.ROI_HEADS.NUM_CLASSES or use a matching teacher)."
@@ -74,11 +90,11 @@ def build_teacher_cfg(cfg: CfgNode) -> CfgNode:
     return tcfg
 
 
-def build_teacher(tcfg: CfgNode) -> torch.nn.Module:
-    """Build the teacher and load KD.TEACHER.WEIGHTS strictly."""
+def build_teacher(tcfg: CfgNode, key: str = "KD.TEACHER.WEIGHTS") -> torch.nn.Module:
+    """Build the teacher and load its MODEL.WEIGHTS strictly (`key` names where they were
+    given)."""
     teacher = build_model(tcfg)
-    load_strict(teacher, tcfg.MODEL.WEIGHTS, "KD.TEACHER.WEIGHTS",
-                checkpointer_cls=SafeDetectionCheckpointer)
+    load_strict(teacher, tcfg.MODEL.WEIGHTS, key, checkpointer_cls=SafeDetectionCheckpointer)
     logger.info("Loaded teacher weights from %s", tcfg.MODEL.WEIGHTS)
     return teacher
 
