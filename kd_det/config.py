@@ -59,6 +59,13 @@ def add_kd_config(cfg: CN) -> None:
     # The teacher's YAML is read as safe YAML (a !!python tag could run code); set True
     # only for a file you trust that needs such tags.
     _C.KD.TEACHER.ALLOW_UNSAFE_YAML = False
+    # Several teachers (MEAL V2's ensemble idea, for detection): a list of
+    # [CONFIG_FILE, WEIGHTS] pairs, used instead of KD.TEACHER.CONFIG_FILE/WEIGHTS (leave
+    # those empty); OPTS, EVAL_BEFORE_TRAIN and ALLOW_UNSAFE_YAML apply to each. The soft
+    # targets are the mean of the teachers' probabilities, the bounded regression uses,
+    # per box, the teacher closest to the ground truth, and the hint imitates each teacher
+    # through its own adapters (averaged).
+    _C.KD.TEACHERS = []
 
     _C.KD.STUDENT = CN()
     # Weight inheritance (FGD, Yang et al. CVPR 2022, "inheriting strategy"): before
@@ -121,10 +128,19 @@ def _check(cond: bool, key: str, msg: str) -> None:
 def validate_kd_config(cfg: CN) -> None:
     """Refuse inconsistent KD settings before any model is built; errors name the key."""
     kd = cfg.KD
-    _check(bool(kd.TEACHER.CONFIG_FILE), "KD.TEACHER.CONFIG_FILE",
-           "is empty; set it to the teacher's Detectron2 config (YAML path or model-zoo name).")
-    _check(bool(kd.TEACHER.WEIGHTS), "KD.TEACHER.WEIGHTS",
-           "is empty; set it to the trained teacher's weights file.")
+    if kd.TEACHERS:
+        _check(not kd.TEACHER.CONFIG_FILE and not kd.TEACHER.WEIGHTS, "KD.TEACHERS",
+               "is set, so KD.TEACHER.CONFIG_FILE and KD.TEACHER.WEIGHTS must be empty (list "
+               "every teacher in KD.TEACHERS).")
+        for i, pair in enumerate(kd.TEACHERS):
+            _check(isinstance(pair, (list, tuple)) and len(pair) == 2 and all(pair),
+                   f"KD.TEACHERS[{i}]", f"must be a [CONFIG_FILE, WEIGHTS] pair, got {pair!r}.")
+    else:
+        _check(bool(kd.TEACHER.CONFIG_FILE), "KD.TEACHER.CONFIG_FILE",
+               "is empty; set it to the teacher's Detectron2 config (YAML path or model-zoo "
+               "name), or list several teachers in KD.TEACHERS.")
+        _check(bool(kd.TEACHER.WEIGHTS), "KD.TEACHER.WEIGHTS",
+               "is empty; set it to the trained teacher's weights file.")
     _check(len(kd.TEACHER.OPTS) % 2 == 0, "KD.TEACHER.OPTS",
            f"must be KEY VALUE pairs, got {len(kd.TEACHER.OPTS)} items.")
     h = kd.HINT

@@ -15,7 +15,7 @@ from .datasets import (
     register_voc_layout,
 )
 from .lr_degrade import LR_SIZES, LRDegradation, down_up
-from .preflight import PREFLIGHT_MODES, NamedErrorMapper, check_records
+from .preflight import PREFLIGHT_MODES, NamedErrorMapper, check_records, checked_dataset_dicts
 
 __all__ = [
     "BCCD_CLASSES",
@@ -31,6 +31,7 @@ __all__ = [
     "builtin_root",
     "check_dataset_registered",
     "check_records",
+    "checked_dataset_dicts",
     "check_voc_evaluable",
     "down_up",
     "load_voc_layout",

@@ -11,13 +11,13 @@ import logging
 import math
 import os
 import random
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
-from detectron2.data import DatasetMapper
+from detectron2.data import DatasetMapper, get_detection_dataset_dicts
 from detectron2.structures import BoxMode
 from PIL import Image
 
-__all__ = ["check_records", "NamedErrorMapper", "PREFLIGHT_MODES"]
+__all__ = ["check_records", "checked_dataset_dicts", "NamedErrorMapper", "PREFLIGHT_MODES"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,20 @@ def check_records(dicts: List[Dict], name: str, mode: str = "error",
         else:
             logger.warning("%s", bad)
     return [d for i, d in enumerate(dicts) if i not in drop_images]
+
+
+def checked_dataset_dicts(names: Union[str, Sequence[str]], data_check: str = "error",
+                          max_images: int = 20000, output_dir: str = "", **kwargs) -> List[Dict]:
+    """Detectron2's get_detection_dataset_dicts after the checks KDTrainer runs: every name
+    registered (else the error lists the near names) and every record pre-flight checked.
+    The LazyConfig form of KD.DATA_CHECK; `kwargs` go to get_detection_dataset_dicts."""
+    from .datasets import check_dataset_registered
+
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        check_dataset_registered(name, "dataloader.*.dataset.names")
+    dicts = get_detection_dataset_dicts(names, **kwargs)
+    return check_records(dicts, "+".join(names), data_check, max_images, output_dir)
 
 
 class NamedErrorMapper(DatasetMapper):

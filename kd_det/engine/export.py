@@ -1,6 +1,7 @@
 """Student-only export: a plain GeneralizedRCNN checkpoint and config for vanilla Detectron2."""
+import copy
 import os
-from typing import Dict
+from typing import Callable, Dict, Tuple
 
 import torch
 from detectron2.config import CfgNode
@@ -8,7 +9,7 @@ from detectron2.config import CfgNode
 from ..checkpoint import safe_torch_load
 from ..file_io import atomic_torch_save
 
-__all__ = ["student_state_dict", "student_config", "export_student"]
+__all__ = ["student_state_dict", "student_config", "export_student", "export_lazy_student"]
 
 _PREFIX = "student."
 
@@ -38,18 +39,10 @@ def student_config(cfg: CfgNode, weights: str = "") -> CfgNode:
     return out
 
 
-def _check_matches(cfg: CfgNode, state: Dict[str, torch.Tensor], checkpoint_path: str):
-    """The student that `cfg` describes must take exactly these weights: an export whose
-    YAML does not fit its weights would load with a random head and only a warning."""
-    from detectron2.modeling import build_model
-
-    from ..modeling.backbone import skip_imagenet_init
-
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.DEVICE = "cpu"
-    skip_imagenet_init(cfg)
-    model = build_model(cfg)
+def _check_matches(model: torch.nn.Module, state: Dict[str, torch.Tensor],
+                   checkpoint_path: str) -> None:
+    """The student the config describes must take exactly these weights: an export whose
+    config does not fit its weights would load with a random head and only a warning."""
     ours = model.state_dict()
     missing = sorted(set(ours) - set(state))
     unexpected = sorted(set(state) - set(ours))
@@ -61,23 +54,67 @@ def _check_matches(cfg: CfgNode, state: Dict[str, torch.Tensor], checkpoint_path
             "--config-file the checkpoint was trained with.")
 
 
-def export_student(cfg: CfgNode, checkpoint_path: str, output_dir: str,
-                   name: str = "student_final", overwrite: bool = True) -> Dict[str, str]:
-    """Write `<name>.pth` ({"model": GeneralizedRCNN weights}) and `<name>.yaml`, after
-    checking that the config's student takes exactly these weights. With
-    overwrite=False an existing export is refused instead of replaced."""
+def _build_yacs_student(cfg: CfgNode) -> torch.nn.Module:
+    from detectron2.modeling import build_model
+
+    from ..modeling.backbone import skip_imagenet_init
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    skip_imagenet_init(cfg)  # building must not read ImageNet weights for nothing
+    return build_model(cfg)
+
+
+def _export(checkpoint_path: str, output_dir: str, name: str, overwrite: bool, suffix: str,
+            build: Callable[[str], Tuple[torch.nn.Module, Callable[[str], None]]]):
+    """The steps both config systems share: refuse to overwrite unless asked, read the
+    student's weights, check them against the model `build(weights_path)` gives, write the
+    weights and (with the writer `build` also gives) the config, each atomically."""
     weights = os.path.join(output_dir, f"{name}.pth")
-    config = os.path.join(output_dir, f"{name}.yaml")
+    config = os.path.join(output_dir, f"{name}{suffix}")
     if not overwrite and (os.path.exists(weights) or os.path.exists(config)):
         raise FileExistsError(f"{weights} or {config} exists already; choose another --output "
                               "or pass --overwrite.")
     ckpt = safe_torch_load(checkpoint_path)
     state = student_state_dict(ckpt.get("model", ckpt))
-    student_cfg = student_config(cfg, weights)
-    _check_matches(student_cfg, state, checkpoint_path)
+    model, write_config = build(weights)
+    _check_matches(model, state, checkpoint_path)
     os.makedirs(output_dir, exist_ok=True)
     atomic_torch_save({"model": state, "__author__": "kd_det"}, weights)
-    with open(config + ".tmp", "w") as f:
-        f.write(student_cfg.dump())
+    write_config(config + ".tmp")
     os.replace(config + ".tmp", config)
     return {"weights": weights, "config": config}
+
+
+def export_student(cfg: CfgNode, checkpoint_path: str, output_dir: str,
+                   name: str = "student_final", overwrite: bool = True) -> Dict[str, str]:
+    """Write `<name>.pth` ({"model": GeneralizedRCNN weights}) and `<name>.yaml`, after
+    checking that the config's student takes exactly these weights. With
+    overwrite=False an existing export is refused instead of replaced."""
+
+    def build(weights):
+        student_cfg = student_config(cfg, weights)
+
+        def write(path):
+            with open(path, "w") as f:
+                f.write(student_cfg.dump())
+        return _build_yacs_student(student_cfg), write
+
+    return _export(checkpoint_path, output_dir, name, overwrite, ".yaml", build)
+
+
+def export_lazy_student(cfg, checkpoint_path: str, output_dir: str,
+                        name: str = "student_final", overwrite: bool = True) -> Dict[str, str]:
+    """export_student for a LazyConfig run: `<name>.yaml` is the run's LazyConfig with
+    ``model`` the student alone and ``train.init_checkpoint`` its weights, loadable by
+    ``LazyConfig.load`` and Detectron2's lazyconfig_train_net.py."""
+    from detectron2.config import LazyConfig, instantiate
+
+    def build(weights):
+        out = copy.deepcopy(cfg)
+        out.model = out.model.student
+        out.train.init_checkpoint = weights
+        return instantiate(out.model), lambda path: LazyConfig.save(out, path)
+
+    return _export(checkpoint_path, output_dir, name, overwrite, ".yaml", build)

@@ -3,13 +3,12 @@ import json
 import logging
 import os
 import time
+from typing import Callable, Dict
 
 from detectron2.engine import HookBase, hooks
-from detectron2.evaluation import inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
-
-from .export import export_student
+from torch import nn
 
 __all__ = ["TeacherEvalHook", "ExportStudentHook", "EvalCurveHook"]
 
@@ -17,42 +16,42 @@ logger = logging.getLogger(__name__)
 
 
 class TeacherEvalHook(HookBase):
-    """Evaluate the frozen teacher once before the first KD step and log its AP.
+    """Evaluate each frozen teacher once before the first KD step and log its AP.
 
     A teacher whose weights did not match its config scores near zero here, long before
     a whole distillation run is wasted on it.
     """
 
-    def __init__(self, cfg, teacher, build_test_loader, build_evaluator):
-        self._cfg = cfg
-        self._teacher = teacher
-        self._build_test_loader = build_test_loader
-        self._build_evaluator = build_evaluator
+    def __init__(self, teachers: Dict[str, nn.Module],
+                 evaluate: Callable[[nn.Module], Dict[str, Dict]]):
+        """`teachers`: {name: teacher} (DistillRCNN.teachers); `evaluate(model)` gives
+        {test set name: Detectron2 evaluation results}."""
+        self._teachers = teachers
+        self._evaluate = evaluate
         self.results = {}
 
     def before_train(self):
         if self.trainer.iter > 0:  # resumed run: already checked
             return
-        for name in self._cfg.DATASETS.TEST:
-            loader = self._build_test_loader(self._cfg, name)
-            evaluator = self._build_evaluator(
-                self._cfg, name, os.path.join(self._cfg.OUTPUT_DIR, "teacher_inference"))
-            res = inference_on_dataset(self._teacher, loader, evaluator)
-            if comm.is_main_process() and res:
-                self.results[name] = res
-                logger.info("Teacher on %s: %s", name, res)
-                flat = {f"teacher/{name}/{task}/{k}": v for task, r in res.items()
-                        for k, v in r.items() if isinstance(v, (int, float))}
-                get_event_storage().put_scalars(**flat, smoothing_hint=False)
+        for teacher_name, teacher in self._teachers.items():
+            for name, res in self._evaluate(teacher).items():
+                if comm.is_main_process() and res:
+                    self.results.setdefault(teacher_name, {})[name] = res
+                    logger.info("%s on %s: %s", teacher_name.capitalize().replace("_", " "),
+                                name, res)
+                    flat = {f"{teacher_name}/{name}/{task}/{k}": v for task, r in res.items()
+                            for k, v in r.items() if isinstance(v, (int, float))}
+                    get_event_storage().put_scalars(**flat, smoothing_hint=False)
         comm.synchronize()
 
 
 class ExportStudentHook(HookBase):
     """After training, write the student as a plain GeneralizedRCNN checkpoint + config."""
 
-    def __init__(self, cfg, checkpointer):
-        self._cfg = cfg
-        self._checkpointer = checkpointer
+    def __init__(self, export: Callable[[str], Dict[str, str]], output_dir: str):
+        """`export(checkpoint_path)` writes the student and gives {"weights", "config"}."""
+        self._export = export
+        self._output_dir = output_dir
         self._finished = False
 
     def after_step(self):
@@ -63,9 +62,9 @@ class ExportStudentHook(HookBase):
         # A run that failed on its last step must not export an older model_final.pth.
         if not comm.is_main_process() or not self._finished:
             return
-        path = os.path.join(self._cfg.OUTPUT_DIR, "model_final.pth")
+        path = os.path.join(self._output_dir, "model_final.pth")
         if os.path.isfile(path):
-            out = export_student(self._cfg, path, self._cfg.OUTPUT_DIR)
+            out = self._export(path)
             logger.info("Exported the student to %s and %s", out["weights"], out["config"])
 
 
@@ -75,7 +74,8 @@ class EvalCurveHook(hooks.EvalHook):
     learning curves and time-to-accuracy. A resumed run keeps its earlier points."""
 
     def __init__(self, eval_period: int, eval_function, output_dir: str):
-        super().__init__(eval_period, eval_function)
+        super().__init__(eval_period, self._evaluate_and_record)
+        self._evaluate = eval_function
         self._path = os.path.join(output_dir, "curve.json")
         self._rows, self._seconds, self._t0 = [], 0.0, 0.0
 
@@ -92,11 +92,10 @@ class EvalCurveHook(hooks.EvalHook):
         self._seconds += time.perf_counter() - self._t0
         super().after_step()
 
-    def _do_eval(self):
-        super()._do_eval()
-        res = getattr(self.trainer, "_last_eval_results", None)
+    def _evaluate_and_record(self):
+        res = self._evaluate()
         if not comm.is_main_process() or not res:
-            return
+            return res
         flat = {f"{task}/{k}": float(v) for task, r in res.items() for k, v in r.items()
                 if isinstance(v, (int, float))}
         it = min(self.trainer.iter + 1, self.trainer.max_iter)  # after_train: iter = max_iter
@@ -105,3 +104,4 @@ class EvalCurveHook(hooks.EvalHook):
         with open(tmp, "w") as f:
             json.dump(self._rows, f, indent=1)
         os.replace(tmp, self._path)
+        return res

@@ -8,6 +8,7 @@ the batches already seen.
 """
 import itertools
 import logging
+import os
 import random
 import weakref
 
@@ -22,7 +23,11 @@ from detectron2.data import (
 )
 from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
-from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+from detectron2.evaluation import (
+    COCOEvaluator,
+    PascalVOCDetectionEvaluator,
+    inference_on_dataset,
+)
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
@@ -35,9 +40,11 @@ from ..data import (
     check_voc_evaluable,
 )
 from ..modeling import DistillRCNN
+from .export import export_student
 from .hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 
-__all__ = ["KDTrainer", "build_evaluator", "check_datasets", "check_classes", "create_ddp_model"]
+__all__ = ["KDTrainer", "build_evaluator", "check_datasets", "check_classes", "check_class_count",
+           "create_ddp_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,35 +60,43 @@ def _class_names(name: str):
     return MetadataCatalog.get(name).get("thing_classes", None)
 
 
+def check_class_count(k: int, name: str, key: str, dicts=None,
+                      num_classes_key: str = "MODEL.ROI_HEADS.NUM_CLASSES"):
+    """Refuse dataset `name` when its class list or labels do not fit a model of `k`
+    classes; return its class names (None when its metadata has none)."""
+    dicts = DatasetCatalog.get(name) if dicts is None else dicts  # sets COCO json metadata
+    names = _class_names(name)
+    fix = (f"set {num_classes_key} to the dataset's class count (and use a teacher trained "
+           f"on the same classes), or fix the dataset {name!r}.")
+    if names is not None and len(names) != k:
+        raise ValueError(f"{key}: dataset {name!r} has {len(names)} classes {list(names)[:10]} "
+                         f"but {num_classes_key}={k}; {fix}")
+    top = max((a["category_id"] for d in dicts for a in d.get("annotations", ())), default=-1)
+    if top >= k:
+        raise ValueError(f"{key}: dataset {name!r} has annotations of class index {top} but "
+                         f"{num_classes_key}={k} (index {k} is background); {fix}")
+    return names
+
+
 def check_classes(cfg, name: str, key: str, dicts=None) -> None:
     """Refuse a dataset whose classes do not fit the model: a class list of another length
     than MODEL.ROI_HEADS.NUM_CLASSES (an extra class would get the background label and be
     trained as background), a label out of range, or (for DistillRCNN) class names that
     differ from those of the teacher's training data when its metadata has them."""
     k = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    dicts = DatasetCatalog.get(name) if dicts is None else dicts  # sets COCO json metadata
-    names = _class_names(name)
-    fix = (f"set MODEL.ROI_HEADS.NUM_CLASSES to the dataset's class count (and use a teacher "
-           f"trained on the same classes), or fix the dataset {name!r}.")
-    if names is not None and len(names) != k:
-        raise ValueError(f"{key}: dataset {name!r} has {len(names)} classes {list(names)[:10]} "
-                         f"but MODEL.ROI_HEADS.NUM_CLASSES={k}; {fix}")
-    top = max((a["category_id"] for d in dicts for a in d.get("annotations", ())), default=-1)
-    if top >= k:
-        raise ValueError(f"{key}: dataset {name!r} has annotations of class index {top} but "
-                         f"MODEL.ROI_HEADS.NUM_CLASSES={k} (index {k} is background); {fix}")
+    names = check_class_count(k, name, key, dicts)
     if cfg.MODEL.META_ARCHITECTURE == "DistillRCNN" and names is not None:
-        from ..modeling.teacher import build_teacher_cfg
+        from ..modeling.teacher import build_teacher_cfgs, teacher_specs
 
-        tcfg = build_teacher_cfg(cfg)
-        for t_name in tcfg.DATASETS.TRAIN:
-            t_names = _class_names(t_name) if t_name in DatasetCatalog.list() else None
-            if t_names is not None and len(t_names) == k and list(t_names) != list(names):
-                raise ValueError(
-                    f"{key}: dataset {name!r} has classes {list(names)[:10]} but the teacher "
-                    f"(KD.TEACHER.CONFIG_FILE) was trained on {t_name!r} with classes "
-                    f"{list(t_names)[:10]}; distil from a teacher of the same classes in the "
-                    "same order.")
+        for tcfg, (_, _, t_key) in zip(build_teacher_cfgs(cfg), teacher_specs(cfg)):
+            for t_name in tcfg.DATASETS.TRAIN:
+                t_names = _class_names(t_name) if t_name in DatasetCatalog.list() else None
+                if t_names is not None and len(t_names) == k and list(t_names) != list(names):
+                    raise ValueError(
+                        f"{key}: dataset {name!r} has classes {list(names)[:10]} but the "
+                        f"teacher ({t_key}) was trained on {t_name!r} with classes "
+                        f"{list(t_names)[:10]}; distil from a teacher of the same classes in "
+                        "the same order.")
 
 
 def _checked_test_dicts(cfg, name: str):
@@ -101,14 +116,19 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
         "evaluates 'coco' and 'pascal_voc' datasets (set it in MetadataCatalog).")
 
 
-def create_ddp_model(model):
-    """Detectron2's DDP wrapper, minus device_ids for CPU modules (gloo)."""
+def create_ddp_model(model, fp16_compression: bool = False, **kwargs):
+    """Detectron2's create_ddp_model, minus device_ids for CPU modules (gloo)."""
     if comm.get_world_size() == 1:
         return model
-    on_cuda = next(model.parameters()).is_cuda
-    return DistributedDataParallel(
-        model, broadcast_buffers=False,
-        device_ids=[comm.get_local_rank()] if on_cuda else None)
+    kwargs.setdefault("broadcast_buffers", False)
+    if "device_ids" not in kwargs and next(model.parameters()).is_cuda:
+        kwargs["device_ids"] = [comm.get_local_rank()]
+    ddp = DistributedDataParallel(model, **kwargs)
+    if fp16_compression:
+        from torch.distributed.algorithms.ddp_comm_hooks import default as comm_hooks
+
+        ddp.register_comm_hook(state=None, hook=comm_hooks.fp16_compress_hook)
+    return ddp
 
 
 def _numpy_state_to_tensors(state):
@@ -198,10 +218,16 @@ class KDTrainer(DefaultTrainer):
         model = self._unwrapped_model()
         if isinstance(model, DistillRCNN):
             if self.cfg.KD.TEACHER.EVAL_BEFORE_TRAIN and self.cfg.DATASETS.TEST:
-                ret.insert(0, TeacherEvalHook(self.cfg, model.teacher, self.build_test_loader,
-                                              self.build_evaluator))
-            ret.append(ExportStudentHook(self.cfg, self.checkpointer))
+                ret.insert(0, TeacherEvalHook(model.teachers, self._evaluate_teacher))
+            out = self.cfg.OUTPUT_DIR
+            ret.append(ExportStudentHook(lambda path: export_student(self.cfg, path, out), out))
         return ret
+
+    def _evaluate_teacher(self, teacher):
+        folder = os.path.join(self.cfg.OUTPUT_DIR, "teacher_inference")
+        return {name: inference_on_dataset(teacher, self.build_test_loader(self.cfg, name),
+                                           self.build_evaluator(self.cfg, name, folder))
+                for name in self.cfg.DATASETS.TEST}
 
     def _unwrapped_model(self):
         model = self._trainer.model

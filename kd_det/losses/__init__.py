@@ -18,7 +18,14 @@ from .mmd import (
     normalized_mk_mmd,
 )
 from .regression import bounded_l2_loss, teacher_l2_loss
-from .soft_ce import binary_soft_cross_entropy, class_weights, hinton_kd_loss, soft_cross_entropy
+from .soft_ce import (
+    binary_soft_cross_entropy,
+    binary_soft_cross_entropy_to_probs,
+    class_weights,
+    hinton_kd_loss,
+    soft_cross_entropy,
+    soft_cross_entropy_to_probs,
+)
 from .sr import gaussian_variance_logit, pisr_teacher_loss, vid_gaussian_loss, vid_laplace_loss
 
 __all__ = [
@@ -26,6 +33,7 @@ __all__ = [
     "FEATURE_LOSSES",
     "FNKD_FORMS",
     "binary_soft_cross_entropy",
+    "binary_soft_cross_entropy_to_probs",
     "bounded_l2_loss",
     "class_weights",
     "dan_bandwidths",
@@ -43,6 +51,7 @@ __all__ = [
     "normalized_mk_mmd",
     "pisr_teacher_loss",
     "soft_cross_entropy",
+    "soft_cross_entropy_to_probs",
     "standardize_channels",
     "teacher_l2_loss",
     "vid_gaussian_loss",

@@ -12,6 +12,8 @@ __all__ = [
     "class_weights",
     "soft_cross_entropy",
     "binary_soft_cross_entropy",
+    "soft_cross_entropy_to_probs",
+    "binary_soft_cross_entropy_to_probs",
     "hinton_kd_loss",
 ]
 
@@ -24,6 +26,12 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "none":
         return loss
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _check_shapes(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(f"student logits {tuple(student.shape)} and teacher targets "
+                         f"{tuple(teacher.shape)} must have the same shape")
 
 
 def class_weights(num_classes: int, bg_index: int, bg_weight: float, **like) -> torch.Tensor:
@@ -60,14 +68,29 @@ def soft_cross_entropy(
         weight: optional (C,) class weights w_c (see :func:`class_weights`).
         reduction: over all leading dims: "mean" (default), "sum" or "none".
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student logits {tuple(student_logits.shape)} and teacher logits "
-            f"{tuple(teacher_logits.shape)} must have the same shape"
-        )
-    log_ps = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    _check_shapes(student_logits, teacher_logits)
     pt = F.softmax(teacher_logits.detach().float() / temperature, dim=-1)
-    prod = pt * log_ps
+    return soft_cross_entropy_to_probs(student_logits, pt, temperature, weight, reduction)
+
+
+def soft_cross_entropy_to_probs(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    temperature: float = 1.0,
+    weight: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`soft_cross_entropy` against given target probabilities P_t (e.g. the mean
+    of several teachers' tempered softmax).
+
+    Args:
+        student_logits: (..., C).
+        teacher_probs: (..., C) target distribution; it gets no gradient.
+        temperature, weight, reduction: as in :func:`soft_cross_entropy`.
+    """
+    _check_shapes(student_logits, teacher_probs)
+    log_ps = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    prod = teacher_probs.detach().float() * log_ps
     if weight is not None:
         prod = prod * weight.to(prod)
     return _reduce(-prod.sum(-1), reduction)
@@ -91,13 +114,30 @@ def binary_soft_cross_entropy(
         bg_weight: the background term's weight (1.0 = unweighted).
         reduction: over all elements: "mean", "sum" or "none".
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student logits {tuple(student_logits.shape)} and teacher logits "
-            f"{tuple(teacher_logits.shape)} must have the same shape"
-        )
-    xs = student_logits.float() / temperature
+    _check_shapes(student_logits, teacher_logits)
     pt = torch.sigmoid(teacher_logits.detach().float() / temperature)
+    return binary_soft_cross_entropy_to_probs(student_logits, pt, temperature, bg_weight,
+                                              reduction)
+
+
+def binary_soft_cross_entropy_to_probs(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    temperature: float = 1.0,
+    bg_weight: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """:func:`binary_soft_cross_entropy` against given object probabilities p_t (e.g. the
+    mean of several teachers' tempered sigmoid).
+
+    Args:
+        student_logits: (...) sigmoid logits.
+        teacher_probs: (...) target object probabilities; they get no gradient.
+        temperature, bg_weight, reduction: as in :func:`binary_soft_cross_entropy`.
+    """
+    _check_shapes(student_logits, teacher_probs)
+    xs = student_logits.float() / temperature
+    pt = teacher_probs.detach().float()
     loss = -(pt * F.logsigmoid(xs) + bg_weight * (1 - pt) * F.logsigmoid(-xs))
     return _reduce(loss, reduction)
 

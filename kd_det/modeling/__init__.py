@@ -2,5 +2,8 @@
 from . import backbone  # noqa: F401  (registers the MobileNetV2 backbones)
 from .distill_rcnn import DistillRCNN
 from .frozen import DistillerBase, freeze, load_strict
+from .kd_terms import build_kd_terms
+from .teacher import load_teacher
 
-__all__ = ["DistillRCNN", "DistillerBase", "freeze", "load_strict"]
+__all__ = ["DistillRCNN", "DistillerBase", "build_kd_terms", "freeze", "load_strict",
+           "load_teacher"]

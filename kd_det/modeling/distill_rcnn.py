@@ -8,7 +8,7 @@ generation, NMS or post-processing. Inference runs the student alone.
 """
 import logging
 import math
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from detectron2.config import configurable
@@ -22,8 +22,8 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from .frozen import DistillerBase
-from .kd_terms import KDStep, KDTerm, build_kd_terms, inherit_from_teacher
-from .teacher import build_teacher, build_teacher_cfg
+from .kd_terms import KDStep, KDTerm, align_rpn_terms, build_kd_terms, inherit_from_teacher
+from .teacher import build_teacher, build_teacher_cfgs, teacher_specs
 
 __all__ = ["DistillRCNN", "TeacherOutputs", "StudentRPN", "StudentROI"]
 
@@ -79,33 +79,34 @@ class DistillRCNN(DistillerBase):
         self,
         *,
         student: GeneralizedRCNN,
-        teacher: GeneralizedRCNN,
+        teacher: Union[GeneralizedRCNN, Sequence[GeneralizedRCNN]],
         kd_terms: Sequence[KDTerm],
-        term_modules: Optional[Dict[str, nn.Module]] = None,
+        init_from_teacher: bool = False,
+        rpn_on_mismatch: str = "error",
         warmup_iters: int = 0,
         diagnostics_period: int = 0,
     ):
         """
         Args:
-            kd_terms: the active distillation terms (see kd_terms.build_kd_terms).
-            term_modules: {term.module_name: module} for terms with parameters.
+            student: the GeneralizedRCNN to train.
+            teacher: a trained GeneralizedRCNN, weights already loaded (e.g. by
+                :func:`load_teacher`), or a list of several; each is frozen here and kept
+                out of ``state_dict``, parameters and DDP.
+            kd_terms: the distillation terms (see kd_terms.build_kd_terms); the modules
+                they own (hint adapters) are built here from the two backbones' shapes.
+            init_from_teacher: copy into the student every module whose tensors match the
+                teacher's (FGD's inheriting strategy), before training.
+            rpn_on_mismatch: "error" or "disable" the RPN terms when the two RPNs' anchors
+                cannot be aligned.
             warmup_iters: the KD terms' weights rise linearly from 0 over these iterations.
             diagnostics_period: every this many iterations, log each loss's gradient norm
                 on the student and the terms' diagnostics (0: never).
         """
         super().__init__()
-        self.student = student
-        self.add_teacher("teacher", teacher)
-        self.kd_terms = list(kd_terms)
-        for name, module in (term_modules or {}).items():
-            self.add_module(name, module)
-        self.warmup_iters = warmup_iters
-        self.diagnostics_period = diagnostics_period
-        self._hard_scales = {}
-        for term in self.kd_terms:
-            self._hard_scales.update(term.hard_loss_scales())
-        self._teacher_needs = {n for term in self.kd_terms for n in term.needs}
-        for name, m in (("student", student), ("teacher", teacher)):
+        teachers = list(teacher) if isinstance(teacher, (list, tuple, nn.ModuleList)) or (
+            not isinstance(teacher, nn.Module)) else [teacher]
+        names = ["teacher"] + [f"teacher_{i}" for i in range(1, len(teachers))]
+        for name, m in (("student", student), *zip(names, teachers)):
             if not isinstance(m.proposal_generator, RPN):
                 raise ValueError(f"DistillRCNN needs an RPN in the {name} "
                                  "(MODEL.PROPOSAL_GENERATOR.NAME='RPN').")
@@ -114,17 +115,50 @@ class DistillRCNN(DistillerBase):
                     f"DistillRCNN needs StandardROIHeads-style box heads in the {name} "
                     "(MODEL.ROI_HEADS.NAME 'StandardROIHeads' and "
                     "MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES False).")
-        s_fmt, t_fmt = student.input_format, teacher.input_format
-        if {s_fmt, t_fmt} - {"RGB", "BGR"} and s_fmt != t_fmt:
-            raise ValueError(f"INPUT.FORMAT: student {s_fmt!r} and teacher {t_fmt!r} cannot "
-                             "be converted into each other; give the teacher the same format.")
-        self._flip_channels = s_fmt != t_fmt
+        s_classes = student.roi_heads.num_classes
+        for name, t in zip(names, teachers):
+            if t.roi_heads.num_classes != s_classes:
+                raise ValueError(
+                    f"the {name} predicts {t.roi_heads.num_classes} classes but the student "
+                    f"{s_classes}; distillation needs the same class list "
+                    "(MODEL.ROI_HEADS.NUM_CLASSES / roi_heads.num_classes, or a matching "
+                    "teacher).")
+        if init_from_teacher:
+            copied = inherit_from_teacher(student, teachers[0])
+            logger.info("KD.STUDENT.INIT_FROM_TEACHER: copied %d student modules from the "
+                        "teacher: %s", len(copied), ", ".join(copied) or "none")
+        s_shapes = student.backbone.output_shape()
+        t_shapes = [t.backbone.output_shape() for t in teachers]
+        kd_terms = align_rpn_terms(kd_terms, student, teachers, rpn_on_mismatch)
+        self.student = student
+        for name, t in zip(names, teachers):
+            self.add_teacher(name, t)
+        self.kd_terms = kd_terms
+        for t in kd_terms:
+            module = t.build_module(s_shapes, t_shapes)
+            if module is not None:
+                self.add_module(t.module_name, module)
+        self.warmup_iters = warmup_iters
+        self.diagnostics_period = diagnostics_period
+        self._hard_scales = {}
+        for term in self.kd_terms:
+            self._hard_scales.update(term.hard_loss_scales())
+        self._teacher_needs = {n for term in self.kd_terms for n in term.needs}
+        for t in teachers:
+            s_fmt, t_fmt = student.input_format, t.input_format
+            if {s_fmt, t_fmt} - {"RGB", "BGR"} and s_fmt != t_fmt:
+                raise ValueError(f"INPUT.FORMAT: student {s_fmt!r} and teacher {t_fmt!r} "
+                                 "cannot be converted into each other; give the teacher the "
+                                 "same format.")
+        # Per teacher: (flip RGB<->BGR, reuse the student's normalised batch), decided once
+        # here so that a step compares no device tensors (a host sync).
+        self._input_modes = {}
+        for name, t in zip(names, teachers):
+            flip = student.input_format != t.input_format
+            self._input_modes[name] = (flip, not flip and torch.equal(
+                student.pixel_mean.cpu(), t.pixel_mean.cpu()) and torch.equal(
+                student.pixel_std.cpu(), t.pixel_std.cpu()))
         self._register_load_state_dict_pre_hook(self._accept_plain_student_weights)
-        self._share_images = (
-            not self._flip_channels
-            and torch.equal(student.pixel_mean.cpu(), teacher.pixel_mean.cpu())
-            and torch.equal(student.pixel_std.cpu(), teacher.pixel_std.cpu())
-        )
 
     @classmethod
     def from_config(cls, cfg):
@@ -135,24 +169,14 @@ class DistillRCNN(DistillerBase):
         s_cfg.defrost()
         s_cfg.MODEL.META_ARCHITECTURE = cfg.KD.STUDENT_META_ARCHITECTURE
         student = META_ARCH_REGISTRY.get(cfg.KD.STUDENT_META_ARCHITECTURE)(s_cfg)
-        teacher = build_teacher(build_teacher_cfg(cfg))
-        if cfg.KD.STUDENT.INIT_FROM_TEACHER:
-            copied = inherit_from_teacher(student, teacher)
-            logger.info("KD.STUDENT.INIT_FROM_TEACHER: copied %d student modules from the "
-                        "teacher: %s", len(copied), ", ".join(copied) or "none")
-
-        s_shapes, t_shapes = student.backbone.output_shape(), teacher.backbone.output_shape()
-        terms = build_kd_terms(cfg, student, teacher)
-        modules = {}
-        for t in terms:
-            module = t.build_module(s_shapes, t_shapes)
-            if module is not None:
-                modules[t.module_name] = module
+        teachers = [build_teacher(tcfg, key.replace("CONFIG_FILE", "WEIGHTS"))
+                    for tcfg, (_, _, key) in zip(build_teacher_cfgs(cfg), teacher_specs(cfg))]
         return {
             "student": student,
-            "teacher": teacher,
-            "kd_terms": terms,
-            "term_modules": modules,
+            "teacher": teachers[0] if len(teachers) == 1 else teachers,
+            "kd_terms": build_kd_terms(cfg),
+            "init_from_teacher": cfg.KD.STUDENT.INIT_FROM_TEACHER,
+            "rpn_on_mismatch": cfg.KD.RPN.ON_MISMATCH,
             "warmup_iters": cfg.KD.WARMUP_ITERS,
             "diagnostics_period": cfg.KD.DIAGNOSTICS_PERIOD,
         }
@@ -194,10 +218,12 @@ class DistillRCNN(DistillerBase):
         rpn, losses = self._student_rpn(images, features, gt_instances)
         roi, roi_losses = self._student_roi(features, rpn.proposals, gt_instances)
         losses.update(roi_losses)
-        teacher = self.teacher_outputs(batched_inputs, images,
-                                       [p.proposal_boxes for p in roi.proposals])
-        step = KDStep(s, self.teacher, tuple(images.tensor.shape[-2:]), gt_instances,
-                      features, rpn, roi, teacher)
+        boxes = [p.proposal_boxes for p in roi.proposals]
+        teachers = tuple(self._teachers.values())
+        outs = tuple(self.teacher_outputs(batched_inputs, images, boxes, name)
+                     for name in self._teachers)
+        step = KDStep(s, teachers[0], tuple(images.tensor.shape[-2:]), gt_instances,
+                      features, rpn, roi, outs[0], teachers, outs)
         kd = self.kd_losses(step)
         if self.diagnostics_period:
             self._log_diagnostics(step, losses, kd)
@@ -207,14 +233,15 @@ class DistillRCNN(DistillerBase):
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
         return self.student.inference(batched_inputs, detected_instances, do_postprocess)
 
-    def _teacher_images(self, batched_inputs, images: ImageList) -> torch.Tensor:
-        """The teacher's normalised batch, padded exactly like the student's so that the
+    def _teacher_images(self, batched_inputs, images: ImageList, name: str) -> torch.Tensor:
+        """Teacher `name`'s normalised batch, padded exactly like the student's so that the
         two RPNs see feature maps of one size."""
-        if self._share_images:
+        flip, share = self._input_modes[name]
+        if share:
             return images.tensor
-        t = self.teacher
+        t = self._teachers[name]
         ims = [move_device_like(x["image"], t.pixel_mean) for x in batched_inputs]
-        if self._flip_channels:
+        if flip:
             ims = [x.flip(0) for x in ims]
         ims = [(x - t.pixel_mean) / t.pixel_std for x in ims]
         out = ImageList.from_tensors(ims, self.student.backbone.size_divisibility,
@@ -257,14 +284,15 @@ class DistillRCNN(DistillerBase):
                 for k, v in losses.items()}
 
     @torch.no_grad()
-    def teacher_outputs(self, batched_inputs, images: ImageList, boxes) -> TeacherOutputs:
-        """All the teacher work KD needs and nothing more: its backbone, its RPN head on
-        the feature maps of the student's (aligned) anchors, its box head on the student's
-        sampled ROIs `boxes`, each only when an active term reads it. No autograd state is
-        recorded; no_grad rather than inference_mode because the losses may save these
-        targets for backward, which inference tensors forbid."""
-        t = self.teacher
-        feats = t.backbone(self._teacher_images(batched_inputs, images))
+    def teacher_outputs(self, batched_inputs, images: ImageList, boxes,
+                        name: str = "teacher") -> TeacherOutputs:
+        """All the work of teacher `name` (default: the first) that KD needs and nothing more:
+        its backbone, its RPN head on the feature maps of the student's (aligned) anchors,
+        its box head on the student's sampled ROIs `boxes`, each only when an active term
+        reads it. No autograd state is recorded; no_grad rather than inference_mode because
+        the losses may save these targets for backward, which inference tensors forbid."""
+        t = self._teachers[name]
+        feats = t.backbone(self._teacher_images(batched_inputs, images, name))
         rpn_out = box_out = (None, None)
         if "rpn" in self._teacher_needs:
             t_rpn = t.proposal_generator

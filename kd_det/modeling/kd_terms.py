@@ -13,7 +13,7 @@ has no host-device synchronisation.
 import dataclasses
 import itertools
 import logging
-from typing import ClassVar, Dict, List, NamedTuple, Optional, Tuple
+from typing import ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from detectron2.layers import cat
@@ -23,10 +23,10 @@ from detectron2.utils.registry import Registry
 from torch import nn
 
 from ..losses import (
-    binary_soft_cross_entropy,
+    binary_soft_cross_entropy_to_probs,
     bounded_l2_loss,
     class_weights,
-    soft_cross_entropy,
+    soft_cross_entropy_to_probs,
     teacher_l2_loss,
 )
 from .adapters import HintAdapters
@@ -37,7 +37,11 @@ __all__ = [
     "KDStep",
     "KDTerm",
     "build_kd_terms",
+    "align_rpn_terms",
+    "term_list",
     "encode_deltas",
+    "mean_teacher_probs",
+    "closest_teacher",
     "select_class_deltas",
     "gt_box_masks",
     "inherit_from_teacher",
@@ -66,7 +70,16 @@ class KDStep(NamedTuple):
     features: Dict[str, torch.Tensor]  # student backbone outputs
     rpn: "object"                # distill_rcnn.StudentRPN: anchors, labels, logits, deltas
     roi: "object"                # distill_rcnn.StudentROI: sampled proposals, scores, deltas
-    t: "object"                  # distill_rcnn.TeacherOutputs
+    t: "object"                  # distill_rcnn.TeacherOutputs of `teacher`
+    # Every teacher and its outputs (`teacher` and `t` are the first); several teachers
+    # are combined by the terms: mean probabilities, per-box closest regression, one hint
+    # adapter set each.
+    teachers: Tuple[nn.Module, ...] = ()
+    ts: Tuple["object", ...] = ()
+
+    def all_teachers(self) -> List[Tuple[nn.Module, "object"]]:
+        """[(teacher, its outputs)] for every teacher."""
+        return list(zip(self.teachers, self.ts)) or [(self.teacher, self.t)]
 
 
 class KDTerm:
@@ -93,11 +106,12 @@ class KDTerm:
         """{student task loss name: factor} this term applies (Chen's mu)."""
         return {}
 
-    def build_module(self, student_shapes, teacher_shapes) -> Optional[nn.Module]:
+    def build_module(self, student_shapes, teacher_shapes: List[Dict]) -> Optional[nn.Module]:
         """Trainable parameters the term owns (e.g. hint adapters), or None.
 
         Args:
-            student_shapes, teacher_shapes: {feature name: ShapeSpec} of the two backbones.
+            student_shapes: {feature name: ShapeSpec} of the student's backbone.
+            teacher_shapes: one such dict per teacher.
         """
         return None
 
@@ -120,32 +134,62 @@ class KDTerm:
 
 
 def build_kd_terms(cfg, student: Optional[nn.Module] = None,
-                   teacher: Optional[nn.Module] = None) -> List[KDTerm]:
+                   teachers: Union[None, nn.Module, Sequence[nn.Module]] = None
+                   ) -> List[KDTerm]:
     """The active terms, in registration order: the one place that decides which are on.
 
     Args:
         cfg: a config with the KD node; each registered term reads its own keys.
-        student, teacher: the two GeneralizedRCNNs, once built. Terms that read the
-            teacher's RPN are then checked against the anchors: when the two RPNs cannot
-            be compared anchor by anchor, they are an error under KD.RPN.ON_MISMATCH
-            "error" and left out under "disable".
+        student, teachers: the GeneralizedRCNNs, once built (one teacher or a list).
+            The terms are then checked against the anchors (:func:`align_rpn_terms`,
+            under KD.RPN.ON_MISMATCH).
     """
     terms = (term_cls.from_config(cfg) for _, term_cls in KD_TERM_REGISTRY)
     terms = [t for t in terms if t is not None]
-    if student is None or teacher is None or not any("rpn" in t.needs for t in terms):
+    if student is None or teachers is None:
         return terms
-    problem = rpn_alignment_problem(student.proposal_generator, teacher.proposal_generator,
-                                    student.backbone.output_shape(),
-                                    teacher.backbone.output_shape())
-    if problem and cfg.KD.RPN.ON_MISMATCH == "error":
+    return align_rpn_terms(terms, student, teachers, cfg.KD.RPN.ON_MISMATCH)
+
+
+def align_rpn_terms(terms: Sequence[KDTerm], student: nn.Module,
+                    teachers: Union[nn.Module, Sequence[nn.Module]],
+                    on_mismatch: str = "error") -> List[KDTerm]:
+    """`terms`, unless some teacher's RPN cannot be compared with the student's anchor by
+    anchor: then the terms that read it are an error ("error") or left out ("disable").
+    DistillRCNN applies it to the terms it is given, from yacs or a LazyConfig.
+
+    Args:
+        terms: the candidate terms.
+        student, teachers: the built GeneralizedRCNNs (one teacher or a list).
+        on_mismatch: "error" or "disable" (KD.RPN.ON_MISMATCH / rpn_on_mismatch).
+    """
+    terms = list(terms)
+    teachers = [teachers] if isinstance(teachers, nn.Module) else list(teachers)
+    if not any("rpn" in t.needs for t in terms):
+        return terms
+    s_shapes = student.backbone.output_shape()
+    problems = [rpn_alignment_problem(student.proposal_generator, t.proposal_generator,
+                                      s_shapes, t.backbone.output_shape()) for t in teachers]
+    problem = "; ".join(p if len(teachers) == 1 else f"teacher {i}: {p}"
+                        for i, p in enumerate(problems) if p)
+    if problem and on_mismatch == "error":
         raise ValueError(
             f"KD.RPN: teacher and student anchors cannot be aligned ({problem}). Give both "
             "the same MODEL.ANCHOR_GENERATOR and RPN feature strides, or set "
-            "KD.RPN.ON_MISMATCH='disable' (or KD.RPN.ENABLED False).")
+            "KD.RPN.ON_MISMATCH='disable' (LazyConfig: rpn_on_mismatch) or turn the RPN "
+            "terms off.")
     if problem:
         logger.warning("RPN distillation disabled: %s", problem)
         terms = [t for t in terms if "rpn" not in t.needs]
     return terms
+
+
+def term_list(**terms: Optional[KDTerm]) -> List[KDTerm]:
+    """The terms given by keyword, in that order, None dropped: a LazyConfig's kd_terms,
+    ``L(term_list)(hint=L(Hint)(...), ...)``, so that ``model.kd_terms.hint=None`` turns a
+    term off from the command line. (A plain list would not do: OmegaConf turns dataclass
+    objects inside its lists back into configs.)"""
+    return [t for t in terms.values() if t is not None]
 
 
 # ---- helpers --------------------------------------------------------------------------
@@ -213,6 +257,36 @@ def gt_box_masks(gt_instances: List[Instances], image_size: Tuple[int, int],
     return torch.stack(masks)[:, None].float()
 
 
+def mean_teacher_probs(logits: List[torch.Tensor], temperature: float,
+                       binary: bool) -> torch.Tensor:
+    """The teachers' tempered probabilities, averaged: sigmoid(z / T) for objectness
+    logits (binary), softmax(z / T) over the last dim for class logits.
+
+    Args:
+        logits: one tensor per teacher, all of one shape.
+        temperature: T.
+        binary: sigmoid (RPN objectness) rather than softmax (ROI classes).
+    """
+    z = torch.stack([x.detach().float() for x in logits]) / temperature
+    return (torch.sigmoid(z) if binary else torch.softmax(z, dim=-1)).mean(0)
+
+
+def closest_teacher(r_ts: List[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    """Per box, the regression output of the teacher whose squared error to the ground-
+    truth deltas is smallest: with several teachers, the bound of Chen et al.'s L_b is the
+    best any of them achieves on that box.
+
+    Args:
+        r_ts: one (B, 4) tensor of deltas per teacher.
+        y: (B, 4) ground-truth deltas.
+    """
+    if len(r_ts) == 1:
+        return r_ts[0]
+    r = torch.stack(r_ts)                                  # (K, B, 4)
+    best = (r.float() - y.float()).pow(2).sum(-1).argmin(0)  # (B,)
+    return r.gather(0, best.view(1, -1, 1).expand(1, -1, r.shape[-1])).squeeze(0)
+
+
 def _per_box_reg(mode: str, r_s, r_t, y, margin: float):
     if mode == "bounded":
         return bounded_l2_loss(r_s, r_t, y, margin=margin, reduction="none")
@@ -227,7 +301,8 @@ def _bound_active(r_s, r_t, y, margin):
 
 
 def _check_rpn_shapes(step: KDStep):
-    for a, b in zip(step.rpn.logits, step.t.rpn_logits):
+    for a, b in ((a, b) for _, t in step.all_teachers()
+                 for a, b in zip(step.rpn.logits, t.rpn_logits)):
         if a.shape != b.shape:
             raise RuntimeError(
                 f"KD.RPN: teacher RPN outputs {tuple(b.shape)} do not match the "
@@ -287,9 +362,11 @@ class RPNSoftLabel(_SoftLabel):
     def __call__(self, step, module=None):
         _check_rpn_shapes(step)
         labels = torch.stack(step.rpn.gt_labels)  # (N, R): 1 fg, 0 bg, -1 ignored
-        per_anchor = binary_soft_cross_entropy(
-            cat(step.rpn.logits, dim=1), cat(step.t.rpn_logits, dim=1), self.temperature,
-            bg_weight=self.bg_weight, reduction="none")
+        probs = mean_teacher_probs([cat(t.rpn_logits, dim=1) for _, t in step.all_teachers()],
+                                   self.temperature, binary=True)
+        per_anchor = binary_soft_cross_entropy_to_probs(
+            cat(step.rpn.logits, dim=1), probs, self.temperature, bg_weight=self.bg_weight,
+            reduction="none")
         valid = (labels >= 0).to(per_anchor.dtype)
         return (1 - self.mu) * (per_anchor * valid).sum() / _rpn_normalizer(step)
 
@@ -341,8 +418,10 @@ class RPNBoundedRegression(_BoundedRegression):
         # An image without ground truth has zero-size matched boxes, hence infinite targets
         # on anchors that are never positive: zero them so that inf * 0 makes no NaN.
         y = torch.where(pos.unsqueeze(-1), y, 0.0)
-        r_s, r_t = cat(step.rpn.deltas, dim=1), cat(step.t.rpn_deltas, dim=1)
-        return r_s.flatten(0, 1), r_t.flatten(0, 1), y.flatten(0, 1), pos.flatten()
+        y = y.flatten(0, 1)
+        r_t = closest_teacher([cat(t.rpn_deltas, dim=1).flatten(0, 1)
+                               for _, t in step.all_teachers()], y)
+        return cat(step.rpn.deltas, dim=1).flatten(0, 1), r_t, y, pos.flatten()
 
     def __call__(self, step, module=None):
         r_s, r_t, y, pos = self._inputs(step)
@@ -375,8 +454,10 @@ class ROISoftLabel(_SoftLabel):
         k = step.student.roi_heads.num_classes
         w = class_weights(k + 1, bg_index=k, bg_weight=self.bg_weight,
                           device=step.roi.scores.device)
-        return (1 - self.mu) * soft_cross_entropy(step.roi.scores, step.t.box_scores,
-                                                  self.temperature, weight=w)
+        probs = mean_teacher_probs([t.box_scores for _, t in step.all_teachers()],
+                                   self.temperature, binary=False)
+        return (1 - self.mu) * soft_cross_entropy_to_probs(step.roi.scores, probs,
+                                                           self.temperature, weight=w)
 
 
 @KD_TERM_REGISTRY.register()
@@ -397,19 +478,22 @@ class ROIBoundedRegression(_BoundedRegression):
         proposals = step.roi.proposals
         k = step.student.roi_heads.num_classes
         s_b2b = step.student.roi_heads.box_predictor.box2box_transform
-        t_b2b = step.teacher.roi_heads.box_predictor.box2box_transform
         gt_classes = cat([p.gt_classes for p in proposals], dim=0)
         boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
         gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor
                         for p in proposals], dim=0)
         r_s = select_class_deltas(step.roi.deltas, gt_classes)
-        r_t = select_class_deltas(step.t.box_deltas, gt_classes)
-        if tuple(s_b2b.weights) != tuple(t_b2b.weights):
-            # Re-express the teacher's boxes in the student's delta coding.
-            r_t = encode_deltas(s_b2b, boxes, t_b2b.apply_deltas(r_t, boxes))
         y = encode_deltas(s_b2b, boxes, gt_boxes)
+        r_ts = []
+        for teacher, t in step.all_teachers():
+            t_b2b = teacher.roi_heads.box_predictor.box2box_transform
+            r_t = select_class_deltas(t.box_deltas, gt_classes)
+            if tuple(s_b2b.weights) != tuple(t_b2b.weights):
+                # Re-express the teacher's boxes in the student's delta coding.
+                r_t = encode_deltas(s_b2b, boxes, t_b2b.apply_deltas(r_t, boxes))
+            r_ts.append(r_t)
         fg = (gt_classes >= 0) & (gt_classes < k)
-        return r_s, r_t, y, fg
+        return r_s, closest_teacher(r_ts, y), y, fg
 
     def __call__(self, step, module=None):
         r_s, r_t, y, fg = self._inputs(step)
@@ -454,6 +538,10 @@ class Hint(KDTerm):
     loss_name: ClassVar[str] = "loss_hint"
     module_name: ClassVar[Optional[str]] = "adapters"
 
+    def __post_init__(self):
+        # Lists from a LazyConfig (or YAML) become the hashable tuples the settings are.
+        object.__setattr__(self, "pairs", tuple(tuple(p) for p in self.pairs))
+
     @classmethod
     def from_config(cls, cfg):
         h = cfg.KD.HINT
@@ -463,18 +551,28 @@ class Hint(KDTerm):
                    h.RESIZE, h.LOSS, h.MASK, h.MASK_BG_WEIGHT)
 
     def build_module(self, student_shapes, teacher_shapes):
-        return HintAdapters(list(self.pairs), student_shapes, teacher_shapes, self.adapter,
-                            self.resize)
+        """HintAdapters for one teacher (state_dict keys adapters.*); a ModuleList of one
+        HintAdapters per teacher for several."""
+        adapters = [HintAdapters(list(self.pairs), student_shapes, shapes, self.adapter,
+                                 self.resize) for shapes in teacher_shapes]
+        return adapters[0] if len(adapters) == 1 else nn.ModuleList(adapters)
 
     def _per_pair(self, step, module):
-        masks = None
-        if self.mask == "gt":
-            device = step.roi.scores.device
-            masks = {t: gt_box_masks(step.gt_instances, step.image_size,
-                                     tuple(step.t.features[t].shape[-2:]), device)
-                     for _, t in self.pairs}
+        """{pair: imitation loss}, averaged over the teachers (each through its adapters)."""
         norm = "pkd" if self.loss == "pkd" else "none"
-        return module(step.features, step.t.features, norm, masks, self.mask_bg_weight)
+        modules = module if isinstance(module, nn.ModuleList) else [module]
+        total = {}
+        for adapters, (_, t) in zip(modules, step.all_teachers()):
+            masks = None
+            if self.mask == "gt":
+                device = step.roi.scores.device
+                masks = {f: gt_box_masks(step.gt_instances, step.image_size,
+                                         tuple(t.features[f].shape[-2:]), device)
+                         for _, f in self.pairs}
+            for k, v in adapters(step.features, t.features, norm, masks,
+                                 self.mask_bg_weight).items():
+                total[k] = total[k] + v if k in total else v
+        return {k: v / len(modules) for k, v in total.items()}
 
     def __call__(self, step, module):
         per_pair = self._per_pair(step, module)

