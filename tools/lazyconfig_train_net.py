@@ -20,11 +20,9 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import (
     AMPTrainer,
     SimpleTrainer,
-    default_argument_parser,
     default_setup,
     default_writers,
     hooks,
-    launch,
 )
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -32,12 +30,12 @@ from detectron2.utils.logger import setup_logger
 import kd_det  # noqa: F401  (registers DistillRCNN, the backbones and kd_det's datasets)
 from kd_det.checkpoint import SafeDetectionCheckpointer
 from kd_det.data import (
-    add_dataset_arguments,
     check_dataset_registered,
     check_voc_evaluable,
     register_from_arguments,
 )
 from kd_det.engine import check_class_count, create_ddp_model, export_lazy_student
+from kd_det.engine.cli import argument_parser, launch_main
 from kd_det.engine.hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 from kd_det.engine.lazy import build_optimizer, lazy_test
 from kd_det.modeling import DistillRCNN
@@ -120,11 +118,5 @@ def main(args):
     do_train(args, cfg)
 
 
-def argument_parser():
-    return add_dataset_arguments(default_argument_parser())
-
-
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    launch_main(main, argument_parser().parse_args())

@@ -15,14 +15,15 @@ name them in DATASETS.TRAIN / DATASETS.TEST:
         DATASETS.TRAIN '("mine_train",)' DATASETS.TEST '("mine_val",)'
 """
 from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import kd_det
 from kd_det.checkpoint import SafeDetectionCheckpointer
-from kd_det.data import add_dataset_arguments, register_from_arguments
+from kd_det.data import register_from_arguments
 from kd_det.engine import KDTrainer, check_datasets
+from kd_det.engine.cli import argument_parser, launch_main
 
 
 def setup(args):
@@ -53,11 +54,5 @@ def main(args):
     return trainer.train()
 
 
-def argument_parser():
-    return add_dataset_arguments(default_argument_parser())
-
-
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    launch_main(main, argument_parser().parse_args())

@@ -37,7 +37,7 @@ def kd_config(tmp_path_factory):
 
 
 def _args(config, out, *opts, eval_only=False, resume=False):
-    return train_net.default_argument_parser().parse_args(
+    return train_net.argument_parser().parse_args(
         ["--config-file", config] + (["--eval-only"] if eval_only else [])
         + (["--resume"] if resume else []) + ["OUTPUT_DIR", str(out), *map(str, opts)])
 
