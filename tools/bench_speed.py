@@ -37,6 +37,9 @@ def main(argv=None):
                    help="torch CPU threads (1: the machine is shared, see README)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=15, help="timed rounds (median of each step)")
+    p.add_argument("--teachers", type=int, default=1,
+                   help="distil from this many teachers (KD.TEACHERS), each of the config's "
+                        "teacher architecture")
     p.add_argument("--output", default="results/speed_cpu.json")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     argv = sys.argv[1:] if argv is None else argv
@@ -45,7 +48,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     cfg = load_cfg(args.config_file, ["MODEL.DEVICE", args.device] + args.opts)
     out = run_speed_bench(cfg, args.size, args.batch, args.amp, args.warmup, args.iters,
-                          args.teacher_weights)
+                          args.teacher_weights, args.teachers)
     out["config_file"] = args.config_file
     out["command"] = shlex.join(["python", "tools/bench_speed.py", *argv])
     save_json(args.output, out)

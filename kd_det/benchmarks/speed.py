@@ -5,7 +5,8 @@ Four steps on the same batch, timed round-robin in one process:
 * ``student_step``: the student GeneralizedRCNN's training step alone (forward, backward,
   optimizer step);
 * ``teacher_forward``: the teacher work KD needs, alone: ``DistillRCNN.teacher_outputs``
-  (backbone, RPN head, box head on the student's sampled ROIs) under no_grad;
+  (backbone, RPN head, box head on the student's sampled ROIs) under no_grad, for every
+  teacher;
 * ``kd_step``: the DistillRCNN training step;
 * ``naive_kd_step``: the teacher's full inference (its own RPN, proposals, NMS, ROI heads,
   post-processing) plus the student step; no KD term is counted, so this is a lower bound
@@ -118,14 +119,16 @@ class SpeedBench:
 
     def teacher_forward(self):
         with self._autocast():
-            self.model.teacher_outputs(self.batch, self._images, self._boxes)
+            for name in self.model.teachers:
+                self.model.teacher_outputs(self.batch, self._images, self._boxes, name)
 
     def kd_step(self):
         self._train_step(self.model)
 
     def naive_kd_step(self):
         with torch.no_grad(), self._autocast():
-            self.model.teacher(self.batch)
+            for teacher in self.model.teachers.values():
+                teacher(self.batch)
         self._train_step(self.model.student)
 
     def run(self, warmup: int = 2, iters: int = 10) -> Dict:
@@ -160,21 +163,32 @@ class SpeedBench:
 
 
 def run_speed_bench(cfg: CfgNode, image_size: int, batch_size: int, amp: bool = False,
-                    warmup: int = 2, iters: int = 10, teacher_weights: str = "") -> Dict:
+                    warmup: int = 2, iters: int = 10, teacher_weights: str = "",
+                    num_teachers: int = 1) -> Dict:
     """Build the pair of `cfg` (a random teacher unless `teacher_weights` is given), time
-    the four steps and return the figures with the settings they were taken under."""
+    the four steps and return the figures with the settings they were taken under. With
+    `num_teachers` K > 1 the student distils from K copies of that teacher (KD.TEACHERS,
+    each randomly initialised): the cost of an ensemble of teachers."""
     cfg = cfg.clone()
     cfg.defrost()
     torch.manual_seed(cfg.SEED if cfg.SEED >= 0 else 0)
     with tempfile.TemporaryDirectory() as tmp:
         cfg.KD.TEACHER.WEIGHTS = teacher_weights or write_random_teacher(
             cfg, os.path.join(tmp, "random_teacher.pth"))
+        if num_teachers > 1:
+            teacher_cfg = cfg.KD.TEACHER.CONFIG_FILE
+            cfg.KD.TEACHERS = [[teacher_cfg, cfg.KD.TEACHER.WEIGHTS]] + [
+                [teacher_cfg, teacher_weights or write_random_teacher(
+                    cfg, os.path.join(tmp, f"random_teacher_{i}.pth"))]
+                for i in range(1, num_teachers)]
+            cfg.KD.TEACHER.CONFIG_FILE = cfg.KD.TEACHER.WEIGHTS = ""
         bench = SpeedBench(cfg, synthetic_batch(batch_size, image_size,
                                                 cfg.MODEL.ROI_HEADS.NUM_CLASSES), amp)
     before = machine_info()
     out = bench.run(warmup, iters)
     out.update(image_size=image_size, batch_size=batch_size, amp=amp, warmup=warmup,
                iters=iters, device=cfg.MODEL.DEVICE, threads=torch.get_num_threads(),
+               num_teachers=num_teachers,
                random_teacher=not teacher_weights, torch=torch.__version__,
                machine=before, load_avg_1min_after=machine_info()["load_avg_1min"])
     return out

@@ -36,3 +36,20 @@ def test_bench_speed_tool_writes_and_prints_every_figure(tmp_path, capsys):
         result["student_step_s"] + result["teacher_forward_s"])
     assert result["command"].startswith("python tools/bench_speed.py --size 64")
     assert result["random_teacher"] and len(result["samples_s"]["kd_step"]) == 1
+
+
+def test_bench_speed_times_every_teacher_of_an_ensemble(tmp_path, monkeypatch):
+    from kd_det.benchmarks import speed
+
+    seen = []
+    run = speed.SpeedBench.run
+
+    def spy(self, *a, **k):
+        seen.append(list(self.model.teachers))
+        return run(self, *a, **k)
+
+    monkeypatch.setattr(speed.SpeedBench, "run", spy)
+    out = tmp_path / "speed2.json"
+    result = bench_speed.main(["--size", "64", "--batch", "1", "--warmup", "0", "--iters", "1",
+                               "--teachers", "2", "--output", str(out)])
+    assert seen == [["teacher", "teacher_1"]] and result["num_teachers"] == 2
