@@ -1,5 +1,6 @@
 # LazyConfig form of configs/builtin/kd.yaml: the built-in demo's student distilled from
-# configs/builtin/teacher.yaml with Chen et al.'s terms and weight inheritance.
+# configs/builtin/teacher.yaml with Chen et al.'s terms, weight inheritance and the PKD
+# hint.
 #   python tools/lazyconfig_train_net.py --config-file configs/builtin/kd.py
 # (train the teacher first: python tools/train_net.py --config-file configs/builtin/teacher.yaml)
 # tests/engine/test_lazyconfig.py checks that it builds the model kd.yaml builds.
@@ -20,4 +21,6 @@ model = L(DistillRCNN)(
     kd_terms=kd_terms,
     init_from_teacher=True,
 )
+model.kd_terms.hint.loss = "pkd"
+model.kd_terms.hint.weight = 6.0
 train.output_dir = "./output/builtin/kd_lazy"

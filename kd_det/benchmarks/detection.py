@@ -347,14 +347,21 @@ def write_report(results: Dict, json_path: str, png_path: str, title: str) -> No
     sp = results["speed"]
     panels = [Bars(f"{split} {m} (mean ± std, dots: seeds)", {r: src[r][m] for r in rows},
                    fmt=".1f") for m in ("AP", "AP50")]
-    panels += [
-        Curves("validation AP50 during training",
-               {r: ([p["iter"] for p in c], [p["AP50"] for p in c]) for r, c in curves.items()},
-               xlabel="iteration"),
-        Bars("CPU ms / image (batch 1)", {"teacher": [sp["teacher_s_per_img"] * 1000],
-                                          "student": [sp["student_s_per_img"] * 1000]},
-             fmt=".0f"),
-    ]
+    if curves:
+        panels.append(Curves(
+            "validation AP50 during training",
+            {r: ([p["iter"] for p in c], [p["AP50"] for p in c]) for r, c in curves.items()},
+            xlabel="iteration"))
+    if results.get("ablation"):  # the option search: each option added alone to kd
+        val = results["validation"]
+        runs = {**{r: val[r] for r in ("baseline", "kd") if r in val},
+                **{f"kd+{n}": r for n, r in results["ablation"].items()},
+                **({"kd_best": val["kd_best"]} if "kd_best" in val else {})}
+        panels += [Bars(f"selection runs: val {m}", {n: r[m] for n, r in runs.items()},
+                        fmt=".1f", zoom=True) for m in ("AP", "AP50")]
+    panels.append(Bars("CPU ms / image (batch 1)", {"teacher": [sp["teacher_s_per_img"] * 1000],
+                                                    "student": [sp["student_s_per_img"] * 1000]},
+                       fmt=".0f"))
     save_report(results, json_path, png_path, panels, title)
 
 

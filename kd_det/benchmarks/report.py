@@ -18,6 +18,7 @@ class Bars:
     series: Dict[str, Sequence[float]]
     ylabel: str = ""
     fmt: str = ".3g"  # of the value written above each bar
+    zoom: bool = False  # y axis around the values rather than from 0 (small differences)
 
     def draw(self, ax) -> None:
         names = list(self.series)
@@ -31,6 +32,10 @@ class Bars:
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right")
         ax.set_ylabel(self.ylabel)
+        if self.zoom:
+            values = [v for n in names for v in self.series[n]]
+            lo, hi = min(values), max(values)
+            ax.set_ylim(lo - 0.3 * (hi - lo + 1), hi + 0.2 * (hi - lo + 1))
 
 
 @dataclasses.dataclass
