@@ -21,7 +21,8 @@ from .timing import median_time
 
 __all__ = ["load_cfg", "detection_fingerprint", "train_detector", "stage_cfg",
            "inference_seconds_per_image", "evaluate_weights", "backbone_gflops", "read_curve",
-           "read_diagnostics", "time_to_accuracy", "summarize", "compare", "write_report",
+           "read_diagnostics", "time_to_accuracy", "summarize", "compare", "compare_teachers",
+           "write_report",
            "format_table", "role_configs"]
 
 ROWS = ("teacher", "baseline", "kd", "kd_best")
@@ -319,6 +320,67 @@ def compare(
     }
     results["speed"]["student_speedup"] = (
         results["speed"]["teacher_s_per_img"] / results["speed"]["student_s_per_img"])
+    return results
+
+
+def compare_teachers(configs: Dict[str, str], output_dir: str, single_dir: str,
+                     seeds: List[int], test_split: Tuple[str, str], second_seed: int = 1,
+                     opts: Optional[Dict[str, List]] = None, jobs: int = 1) -> Dict:
+    """Two teachers against the best single one, for Chen's recipe (`configs["kd"]`).
+
+    Teacher 0 is compare()'s (its stage in `single_dir`/teacher, reused); teacher 1 is
+    the same config trained with SEED `second_seed`. The better one on its own validation
+    set (the teacher config's DATASETS.TEST) is the single teacher; per seed, the student
+    is distilled from it and from both (KD.TEACHERS) on `test_split`. Stages compare() has
+    already run (teacher 0, its kd and baseline test runs) are reused from `single_dir`.
+    """
+    opts = opts or {}
+    t_cfgs = [load_cfg(configs["teacher"], opts.get("teacher")),
+              load_cfg(configs["teacher"], list(opts.get("teacher") or []) + ["SEED", second_seed])]
+    t_stages = [_stage("teacher", t_cfgs[0], os.path.join(single_dir, "teacher")),
+                _stage("teacher_1", t_cfgs[1], os.path.join(output_dir, f"teacher_s{second_seed}"))]
+    teachers = run_stages(t_stages, jobs)
+    names = [s.name for s in t_stages]
+    best = max(names, key=lambda n: teachers[n]["AP"])
+
+    def cfg_for(row, seed, weights, extra=()):
+        return stage_cfg(configs, row, seed, test_split, weights, False, opts.get(_ROLE[row]),
+                         extra=extra)
+
+    both = [[configs["teacher"], teachers[n]["weights"]] for n in names]
+    ensemble = ["KD.TEACHER.CONFIG_FILE", "", "KD.TEACHER.WEIGHTS", "", "KD.TEACHERS",
+                repr(both)]
+    stages, rows = [], {"baseline": [], "kd_single": [], "kd_two_teachers": []}
+    for seed in seeds:
+        single_out = (os.path.join(single_dir, "test", f"kd_s{seed}") if best == "teacher"
+                      else os.path.join(output_dir, "test", f"kd_single_s{seed}"))
+        for row, cfg, out in (
+                ("baseline", cfg_for("baseline", seed, ""),
+                 os.path.join(single_dir, "test", f"baseline_s{seed}")),
+                ("kd_single", cfg_for("kd", seed, teachers[best]["weights"]), single_out),
+                ("kd_two_teachers", cfg_for("kd", seed, teachers["teacher"]["weights"], ensemble),
+                 os.path.join(output_dir, "test", f"kd_two_teachers_s{seed}"))):
+            stages.append(_stage(f"{row}_s{seed}", cfg, out))
+            rows[row].append(stages[-1].name)
+    records = run_stages(stages, jobs)
+    results = {
+        "protocol": {"teachers": f"{configs['teacher']} with SEED 0 and {second_seed}, trained "
+                                 "once on its own DATASETS.TRAIN; the single teacher is the one "
+                                 "of higher AP on its DATASETS.TEST",
+                     "test": f"train {test_split[0]} -> test {test_split[1]}, seeds {seeds}",
+                     "recipe": configs["kd"]},
+        "teachers": {n: {"val_AP": teachers[n]["AP"], "val_AP50": teachers[n]["AP50"],
+                         "test": evaluate_weights(t_cfgs[i], teachers[n]["weights"],
+                                                  test_split[1], t_stages[i].cfg.OUTPUT_DIR)}
+                     for i, n in enumerate(names)},
+        "single_teacher": best,
+    }
+    results["teacher"] = summarize([results["teachers"][best]["test"]])
+    for row, stage_names in rows.items():
+        results[row] = summarize([records[n] for n in stage_names])
+    for row in ("kd_single", "kd_two_teachers"):
+        for m in ("AP50", "AP"):
+            results[f"gap_closed_{m}_{row}"] = _gap_closed(results, row, m)
     return results
 
 

@@ -104,3 +104,37 @@ def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread
     again = run()
     assert {p: os.path.getmtime(p) for p in stamps} == stamps
     assert again["kd"]["train_seconds"] == res["kd"]["train_seconds"]
+
+
+def test_compare_teachers_reuses_the_single_teacher_runs(tmp_path, one_thread):
+    """Two tiny teachers against the better one: compare()'s stages are reused, the second
+    teacher and the two-teacher students are new, and each row has one value per seed."""
+    from kd_det.benchmarks.detection import compare_teachers
+
+    make_coco_dataset(str(tmp_path / "train"), "kd_ct_train", n_images=4, seed=0)
+    make_coco_dataset(str(tmp_path / "val"), "kd_ct_val", n_images=2, seed=1)
+    split = (["kd_ct_train"], ["kd_ct_val"])
+    configs = {}
+    for role, cfg in (("teacher", tiny_rcnn_cfg(fpn_channels=64, fc_dim=96)),
+                      ("student", tiny_rcnn_cfg()), ("kd", tiny_rcnn_cfg())):
+        cfg = short_run(cfg, *split, iters=2)
+        if role == "kd":
+            cfg.MODEL.META_ARCHITECTURE = "DistillRCNN"
+            cfg.KD.TEACHER.EVAL_BEFORE_TRAIN = False
+        configs[role] = str(tmp_path / f"{role}.yaml")
+        (tmp_path / f"{role}.yaml").write_text(cfg.dump())
+    single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
+    compare(configs, single, seeds=[0], test_split=("kd_ct_train", "kd_ct_val"),
+            timing_images=2)
+    before = {p: os.path.getmtime(p) for p in glob.glob(f"{single}/*/*/stage.json")}
+    res = compare_teachers(configs, multi, single, [0], ("kd_ct_train", "kd_ct_val"))
+    assert {p: os.path.getmtime(p) for p in before} == before  # nothing retrained
+    assert os.path.isfile(f"{multi}/teacher_s1/stage.json")
+    assert os.path.isfile(f"{multi}/test/kd_two_teachers_s0/stage.json")
+    assert res["single_teacher"] in ("teacher", "teacher_1")
+    for row in ("teacher", "baseline", "kd_single", "kd_two_teachers"):
+        assert len(res[row]["AP"]) == 1, row
+    cfg = load_cfg(f"{multi}/test/kd_two_teachers_s0/config.yaml")
+    assert [w for _, w in cfg.KD.TEACHERS] == [f"{single}/teacher/model_final.pth",
+                                               f"{multi}/teacher_s1/model_final.pth"]
+    assert not cfg.KD.TEACHER.WEIGHTS

@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""Two teachers against the best single one on BCCD (KD.TEACHERS, Chen et al.'s recipe):
+a second teacher of configs/BCCD/teacher.yaml (SEED 1), the better of the two on bccd_val
+as the single teacher, then per seed the student distilled from it and from both, trained
+on bccd_trainval and tested on bccd_test. Reuses tools/bench_accuracy.py's finished
+stages (teacher, baseline and kd test runs); resumable.
+
+    python tools/bench_multi_teacher.py --jobs 2 --threads 1
+    # -> results/bccd_multi_teacher.{json,png}
+"""
+import argparse
+import os
+import sys
+
+from kd_det.benchmarks.detection import compare_teachers, role_configs
+from kd_det.benchmarks.machine import machine_info
+from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
+from kd_det.benchmarks.report import Bars, save_report
+from kd_det.data import register_all
+
+SHARED_BCCD = os.path.join("..", "shared", "data", "BCCD")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("KD_DET_BCCD_ROOT", ""),
+                        help=f"BCCD root; default $KD_DET_BCCD_ROOT, else {SHARED_BCCD}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--single-dir", default="output/bench_bccd",
+                        help="tools/bench_accuracy.py's work dir (its stages are reused)")
+    parser.add_argument("--work-dir", default="output/bench_bccd_multi")
+    parser.add_argument("--output", default="results/bccd_multi_teacher.json")
+    add_run_arguments(parser)
+    args = parser.parse_args()
+    apply_run_arguments(args)
+    args.data = args.data or (SHARED_BCCD if os.path.isdir(SHARED_BCCD) else "")
+    if args.data:
+        os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
+        register_all()
+    results = compare_teachers(role_configs("configs/BCCD"), args.work_dir, args.single_dir,
+                               args.seeds, ("bccd_trainval", "bccd_test"), jobs=args.jobs)
+    results["command"] = " ".join(["python"] + sys.argv)
+    results["machine"] = machine_info()
+    rows = ("teacher", "baseline", "kd_single", "kd_two_teachers")
+    panels = [Bars(f"test {m} (mean ± std, dots: seeds)", {r: results[r][m] for r in rows},
+                   fmt=".1f", zoom=True) for m in ("AP", "AP50")]
+    png = os.path.splitext(args.output)[0] + ".png"
+    save_report(results, args.output, png, panels, "BCCD: one teacher vs two (Chen et al.)")
+    for r in rows:
+        print(f"{r:16s} AP50 {results[r]['AP50']}  AP {results[r]['AP']}")
+    print(f"wrote {args.output} and {png}")
+
+
+if __name__ == "__main__":
+    main()
