@@ -39,13 +39,22 @@ def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
     return cfg
 
 
+# KD keys added after benchmark stages were first cached: at their defaults they change
+# nothing, so they stay out of the hash and those stages stay valid.
+_LATER_KD_DEFAULTS = {"TEACHERS": []}
+
+
 def detection_fingerprint(cfg: CfgNode) -> str:
     """Hash of the config; a plain detector's ignores the KD node, so that adding KD keys
-    does not retrain finished teachers and baselines."""
+    does not retrain finished teachers and baselines, and a KD run's ignores the KD keys
+    of _LATER_KD_DEFAULTS left at their defaults."""
     cfg = cfg.clone()
     cfg.defrost()
     if cfg.MODEL.META_ARCHITECTURE != "DistillRCNN":
         del cfg["KD"]
+    for key, default in _LATER_KD_DEFAULTS.items():
+        if cfg.get("KD", {}).get(key, None) == default:
+            del cfg.KD[key]
     return config_fingerprint(cfg)
 
 

@@ -15,6 +15,7 @@ from kd_det.benchmarks.detection import (
     read_diagnostics,
     time_to_accuracy,
 )
+from kd_det.benchmarks.orchestrator import config_fingerprint
 
 from ..detection_utils import make_coco_dataset, short_run, tiny_rcnn_cfg
 
@@ -60,6 +61,14 @@ def test_plain_detector_fingerprints_ignore_kd_keys():
     kd = load_cfg("configs/BCCD/kd.yaml")
     assert detection_fingerprint(kd) != detection_fingerprint(load_cfg("configs/BCCD/kd.yaml",
                                                      ["KD.HINT.WEIGHT", 3.0]))
+    # A KD key added later stays out of the hash at its default (cached stages stay
+    # valid), and is in it once set.
+    without = kd.clone()
+    del without.KD["TEACHERS"]
+    assert detection_fingerprint(kd) == config_fingerprint(without)
+    two = load_cfg("configs/BCCD/kd.yaml", ["KD.TEACHERS", "[['a.yaml', 'a.pth'], ['b.yaml', "
+                                                           "'b.pth']]"])
+    assert detection_fingerprint(two) != detection_fingerprint(kd)
 
 
 def test_read_curve_renames_the_evaluation_scalars(tmp_path):
