@@ -80,22 +80,28 @@ def test_read_curve_renames_the_evaluation_scalars(tmp_path):
     assert read_curve(str(tmp_path / "none")) == []
 
 
-def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread):
-    """The whole protocol on tiny R-18 detectors, 2 iterations a stage: teacher, selection
-    and test stages, the summaries, and a second call that trains nothing."""
-    make_coco_dataset(str(tmp_path / "train"), "kd_cmp_train", n_images=4, seed=0)
-    make_coco_dataset(str(tmp_path / "val"), "kd_cmp_val", n_images=2, seed=1)
-    split = (["kd_cmp_train"], ["kd_cmp_val"])
+def _tiny_pair(tmp_path, prefix: str, eval_period: int = 0):
+    """{role: yaml} of a tiny R-18 teacher / student / kd trio, 2 iterations a run, on
+    `<prefix>_train` -> `<prefix>_val` datasets made here."""
+    make_coco_dataset(str(tmp_path / "train"), f"{prefix}_train", n_images=4, seed=0)
+    make_coco_dataset(str(tmp_path / "val"), f"{prefix}_val", n_images=2, seed=1)
     configs = {}
     for role, cfg in (("teacher", tiny_rcnn_cfg(fpn_channels=64, fc_dim=96)),
                       ("student", tiny_rcnn_cfg()), ("kd", tiny_rcnn_cfg())):
-        cfg = short_run(cfg, *split, iters=2)
-        cfg.TEST.EVAL_PERIOD = 1
+        cfg = short_run(cfg, [f"{prefix}_train"], [f"{prefix}_val"], iters=2)
+        cfg.TEST.EVAL_PERIOD = eval_period
         if role == "kd":
             cfg.MODEL.META_ARCHITECTURE = "DistillRCNN"
             cfg.KD.TEACHER.EVAL_BEFORE_TRAIN = False
         configs[role] = str(tmp_path / f"{role}.yaml")
         (tmp_path / f"{role}.yaml").write_text(cfg.dump())
+    return configs
+
+
+def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread):
+    """The whole protocol on tiny R-18 detectors, 2 iterations a stage: teacher, selection
+    and test stages, the summaries, and a second call that trains nothing."""
+    configs = _tiny_pair(tmp_path, "kd_cmp", eval_period=1)
     out = str(tmp_path / "runs")
 
     def run():
@@ -120,18 +126,7 @@ def test_compare_teachers_reuses_the_single_teacher_runs(tmp_path, one_thread):
     teacher and the two-teacher students are new, and each row has one value per seed."""
     from kd_det.benchmarks.detection import compare_teachers
 
-    make_coco_dataset(str(tmp_path / "train"), "kd_ct_train", n_images=4, seed=0)
-    make_coco_dataset(str(tmp_path / "val"), "kd_ct_val", n_images=2, seed=1)
-    split = (["kd_ct_train"], ["kd_ct_val"])
-    configs = {}
-    for role, cfg in (("teacher", tiny_rcnn_cfg(fpn_channels=64, fc_dim=96)),
-                      ("student", tiny_rcnn_cfg()), ("kd", tiny_rcnn_cfg())):
-        cfg = short_run(cfg, *split, iters=2)
-        if role == "kd":
-            cfg.MODEL.META_ARCHITECTURE = "DistillRCNN"
-            cfg.KD.TEACHER.EVAL_BEFORE_TRAIN = False
-        configs[role] = str(tmp_path / f"{role}.yaml")
-        (tmp_path / f"{role}.yaml").write_text(cfg.dump())
+    configs = _tiny_pair(tmp_path, "kd_ct")
     single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
     compare(configs, single, seeds=[0], test_split=("kd_ct_train", "kd_ct_val"),
             timing_images=2)
