@@ -9,8 +9,12 @@ the benchmark can be run in parts.
 
     python tools/bench_accuracy.py --jobs 2 --threads 1
     python tools/bench_accuracy.py --quick          # smoke run: short schedule, 1 seed
+    # a row added later, the rest carried over from earlier results of the same teacher:
+    python tools/bench_accuracy.py --jobs 2 --threads 1 --rows kd_best \
+        --carry-over results/bccd_accuracy.json results/bccd_selection.json
 """
 import argparse
+import json
 import os
 import sys
 
@@ -43,12 +47,19 @@ def main():
                         help="BCCD root (VOC layout); default $KD_DET_BCCD_ROOT, else "
                              f"{SHARED_BCCD} when it exists, else $DETECTRON2_DATASETS/BCCD")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS),
+    parser.add_argument("--options", nargs="*", default=None, choices=list(OPTIONS),
                         help="options of the validation search (default: all)")
     parser.add_argument("--selection-only", action="store_true",
                         help="run the teacher and the selection (train -> val) stages only")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 seed, 20 iterations, no option search")
+    parser.add_argument("--rows", nargs="+", choices=["baseline", "kd", "kd_best"],
+                        help="student rows to run (default: all); the others, and the option "
+                             "search unless --options is given, come from --carry-over")
+    parser.add_argument("--carry-over", nargs="+", default=[], metavar="JSON",
+                        help="earlier results of this benchmark (later files override earlier "
+                             "ones) for the rows not run; refused unless the teacher's test AP "
+                             "equals theirs")
     parser.add_argument("--work-dir", default="output/bench_bccd")
     parser.add_argument("--output", default="",
                         help="results JSON (default results/bccd_accuracy.json, or "
@@ -64,7 +75,13 @@ def main():
         os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
         register_all()  # re-register the BCCD splits at the new root
     opts, seeds = {}, args.seeds
+    if args.options is None:  # all, unless the search is carried over
+        args.options = [] if args.rows else list(OPTIONS)
     options = {name: OPTIONS[name] for name in args.options}
+    previous = {}
+    for path in args.carry_over:
+        with open(path) as f:
+            previous.update(json.load(f))
     if args.quick:
         short = ["SOLVER.MAX_ITER", 20, "SOLVER.STEPS", "()", "TEST.EVAL_PERIOD", 10,
                  "SOLVER.CHECKPOINT_PERIOD", 100000]
@@ -75,7 +92,10 @@ def main():
     results = compare(CONFIGS, args.work_dir, seeds, val_split=("bccd_train", "bccd_val"),
                       test_split=("bccd_trainval", "bccd_test"), opts=opts, ablations=options,
                       diagnostics_period=10 if args.quick else 50, jobs=args.jobs,
-                      selection_only=args.selection_only)
+                      selection_only=args.selection_only, run_rows=args.rows,
+                      previous=previous)
+    if args.carry_over:
+        results["protocol"]["carried_over_from"] = args.carry_over
     results["command"] = " ".join(["python"] + sys.argv)
     results["machine"] = machine_info()
     png = os.path.splitext(args.output)[0] + ".png"

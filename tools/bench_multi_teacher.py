@@ -6,9 +6,12 @@ on bccd_trainval and tested on bccd_test. Reuses tools/bench_accuracy.py's finis
 stages (teacher, baseline and kd test runs); resumable.
 
     python tools/bench_multi_teacher.py --jobs 2 --threads 1
+    # baseline and single-teacher rows from bench_accuracy's results (same teacher):
+    python tools/bench_multi_teacher.py --jobs 2 --threads 1 --carry-over results/bccd_accuracy.json
     # -> results/bccd_multi_teacher.{json,png}
 """
 import argparse
+import json
 import os
 import sys
 
@@ -21,6 +24,13 @@ from kd_det.data import register_all
 SHARED_BCCD = os.path.join("..", "shared", "data", "BCCD")
 
 
+def _read(path):
+    if not path:
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,6 +39,10 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--single-dir", default="output/bench_bccd",
                         help="tools/bench_accuracy.py's work dir (its stages are reused)")
+    parser.add_argument("--carry-over", default="", metavar="JSON",
+                        help="tools/bench_accuracy.py's results: its baseline and kd rows are "
+                             "used instead of rerunning them (refused unless its teacher's "
+                             "test AP equals this teacher's)")
     parser.add_argument("--work-dir", default="output/bench_bccd_multi")
     parser.add_argument("--output", default="results/bccd_multi_teacher.json")
     add_run_arguments(parser)
@@ -39,7 +53,10 @@ def main():
         os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
         register_all()
     results = compare_teachers(role_configs("configs/BCCD"), args.work_dir, args.single_dir,
-                               args.seeds, ("bccd_trainval", "bccd_test"), jobs=args.jobs)
+                               args.seeds, ("bccd_trainval", "bccd_test"), jobs=args.jobs,
+                               previous=_read(args.carry_over))
+    if args.carry_over:
+        results["protocol"]["carried_over_from"] = args.carry_over
     results["command"] = " ".join(["python"] + sys.argv)
     results["machine"] = machine_info()
     rows = ("teacher", "baseline", "kd_single", "kd_two_teachers")

@@ -228,6 +228,8 @@ def compare(
     timing_images: int = 20,
     jobs: int = 1,
     selection_only: bool = False,
+    run_rows: Optional[List[str]] = None,
+    previous: Optional[Dict] = None,
 ) -> Dict:
     """Teacher (trained once, by its own config), then baseline, Chen's recipe (`kd`) and
     kd_det's best recipe (`kd_best`, when configs has it):
@@ -244,9 +246,20 @@ def compare(
     schedule). Stages run `jobs` at a time (one torch thread each when jobs > 1) and are
     cached and resumable; `selection_only` stops after the selection runs (a benchmark
     split over sessions reports its validation part first).
+
+    `run_rows` (default: every row) limits the student stages to those rows; the other
+    rows, and the option search when `ablations` is empty, are carried over from
+    `previous` (an earlier results JSON of this protocol, with its validation part). That
+    is valid only if they were distilled from this very teacher, so the teacher's test AP
+    must equal `previous`'s, to the last digit, or the comparison is refused.
     """
     opts = opts or {}
     rows = [r for r in ROWS[1:] if r in configs or r == "baseline"]
+    run_rows = [r for r in rows if run_rows is None or r in run_rows]
+    carried = [r for r in rows if r not in run_rows]
+    if carried and not previous:
+        raise ValueError(f"rows {carried} are not run: pass the results JSON to carry them "
+                         "over from")
     teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
     # The teacher first, alone in this process: every KD stage reads it.
     teacher_stage = _stage("teacher", teacher_cfg, os.path.join(output_dir, "teacher"))
@@ -265,12 +278,12 @@ def compare(
         groups.append((group, name))
 
     if val_split:
-        for row in rows:
+        for row in run_rows:
             add("val", row, cfg_for(row, seeds[0], "val"), "val", seeds[0])
         for name, extra in (ablations or {}).items():
             add("ablation", name, cfg_for("kd", seeds[0], "val", extra), "val", seeds[0])
     for seed in [] if selection_only else seeds:
-        for row in rows:
+        for row in run_rows:
             add("test", row, cfg_for(row, seed, "test"), "test", seed)
     records = run_stages(stages, jobs)
 
@@ -283,13 +296,17 @@ def compare(
     by_group: Dict[str, Dict[str, List]] = {"val": {}, "ablation": {}, "test": {}}
     for (group, name), stage in zip(groups, stages):
         by_group[group].setdefault(name, []).append(
-            dict(records[stage.name], dir=stage.cfg.OUTPUT_DIR))
+            dict(records[stage.name], dir=stage.cfg.OUTPUT_DIR, cfg=stage.cfg))
     if not selection_only:
         results["teacher"] = summarize([evaluate_weights(
             teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))])
         results["teacher"]["train_seconds"] = [teacher["train_seconds"]]
+        if carried:
+            _check_same_teacher(results["teacher"], previous["teacher"])
+            results["protocol"]["carried_over"] = carried
         for row in rows:
-            results[row] = summarize(by_group["test"][row])
+            results[row] = (summarize(by_group["test"][row]) if row in run_rows
+                            else previous[row])
         for row in rows[1:]:
             results[f"gap_closed_AP50_{row}"] = _gap_closed(results, row, "AP50")
             results[f"gap_closed_AP_{row}"] = _gap_closed(results, row, "AP")
@@ -297,20 +314,26 @@ def compare(
         results["gap_closed_AP50"] = results.get("gap_closed_AP50_kd")
         results["gap_closed_AP"] = results.get("gap_closed_AP_kd")
     if val_split:
-        val = {"teacher": summarize([teacher]), **{row: summarize(by_group["val"][row])
-                                                    for row in rows}}
+        prev = previous or {}
+        val = {"teacher": summarize([teacher]), **{
+            row: summarize(by_group["val"][row]) if row in run_rows
+            else prev["validation"][row] for row in rows}}
         results["validation"] = val
         results["validation_gap_closed"] = {
             row: {m: _gap_closed(val, row, m) for m in ("AP50", "AP")} for row in rows[1:]}
-        results["ablation"] = {name: summarize(st) for name, st in by_group["ablation"].items()}
+        results["ablation"] = ({name: summarize(st) for name, st in by_group["ablation"].items()}
+                               if ablations or not carried else prev.get("ablation", {}))
         results["curves"] = {"teacher": read_curve(os.path.join(output_dir, "teacher"))}
+        results["diagnostics"] = {}
         for row in rows:
-            results["curves"][row] = read_curve(by_group["val"][row][0]["dir"])
+            run = by_group["val"][row][0]["dir"] if row in run_rows else None
+            results["curves"][row] = read_curve(run) if run else prev["curves"][row]
+            if row != "baseline":
+                results["diagnostics"][row] = (read_diagnostics(run) if run
+                                               else prev["diagnostics"][row])
         results["time_to_accuracy"] = {
             row: time_to_accuracy(results["curves"][row], results["curves"]["baseline"])
             for row in rows[1:]}
-        results["diagnostics"] = {row: read_diagnostics(by_group["val"][row][0]["dir"])
-                                  for row in rows[1:]}
     if "kd_best" in rows:
         results["kd_best_settings"] = _kd_overrides(load_cfg(configs["kd"]),
                                                     load_cfg(configs["kd_best"]))
@@ -319,12 +342,14 @@ def compare(
                         "student_backbone_gflops": backbone_gflops(student_cfg)}
     results["flops"]["backbone_ratio"] = (results["flops"]["teacher_backbone_gflops"]
                                           / results["flops"]["student_backbone_gflops"])
+    # The student is timed with trained weights of the first row that ran (a DistillRCNN
+    # runs its student alone at inference).
+    timed = by_group["test" if not selection_only else "val"][run_rows[0]][0]
     results["speed"] = {
         "teacher_s_per_img": inference_seconds_per_image(
             teacher_cfg, teacher["weights"], timing_images),
         "student_s_per_img": inference_seconds_per_image(
-            student_cfg, by_group["test" if not selection_only else "val"]["baseline"][0][
-                "weights"], timing_images),
+            timed["cfg"], timed["weights"], timing_images),
         "torch_threads": torch.get_num_threads(),
     }
     results["speed"]["student_speedup"] = (
@@ -334,14 +359,17 @@ def compare(
 
 def compare_teachers(configs: Dict[str, str], output_dir: str, single_dir: str,
                      seeds: List[int], test_split: Tuple[str, str], second_seed: int = 1,
-                     opts: Optional[Dict[str, List]] = None, jobs: int = 1) -> Dict:
+                     opts: Optional[Dict[str, List]] = None, jobs: int = 1,
+                     previous: Optional[Dict] = None) -> Dict:
     """Two teachers against the best single one, for Chen's recipe (`configs["kd"]`).
 
     Teacher 0 is compare()'s (its stage in `single_dir`/teacher, reused); teacher 1 is
     the same config trained with SEED `second_seed`. The better one on its own validation
     set (the teacher config's DATASETS.TEST) is the single teacher; per seed, the student
     is distilled from it and from both (KD.TEACHERS) on `test_split`. Stages compare() has
-    already run (teacher 0, its kd and baseline test runs) are reused from `single_dir`.
+    already run (teacher 0, its kd and baseline test runs) are reused from `single_dir`,
+    or, given `previous` (compare()'s results JSON), its baseline and kd rows are carried
+    over, provided teacher 0's test AP equals previous's teacher's.
     """
     opts = opts or {}
     t_cfgs = [load_cfg(configs["teacher"], opts.get("teacher")),
@@ -359,7 +387,16 @@ def compare_teachers(configs: Dict[str, str], output_dir: str, single_dir: str,
     both = [[configs["teacher"], teachers[n]["weights"]] for n in names]
     ensemble = ["KD.TEACHER.CONFIG_FILE", "", "KD.TEACHER.WEIGHTS", "", "KD.TEACHERS",
                 repr(both)]
-    stages, rows = [], {"baseline": [], "kd_single": [], "kd_two_teachers": []}
+    carried = {}
+    if previous:
+        _check_same_teacher(evaluate_weights(t_cfgs[0], teachers["teacher"]["weights"],
+                                             test_split[1], t_stages[0].cfg.OUTPUT_DIR),
+                            previous["teacher"])
+        carried = {"baseline": previous["baseline"]}
+        if best == "teacher":
+            carried["kd_single"] = previous["kd"]
+    stages, rows = [], {r: [] for r in ("baseline", "kd_single", "kd_two_teachers")
+                        if r not in carried}
     for seed in seeds:
         single_out = (os.path.join(single_dir, "test", f"kd_s{seed}") if best == "teacher"
                       else os.path.join(output_dir, "test", f"kd_single_s{seed}"))
@@ -369,6 +406,8 @@ def compare_teachers(configs: Dict[str, str], output_dir: str, single_dir: str,
                 ("kd_single", cfg_for("kd", seed, teachers[best]["weights"]), single_out),
                 ("kd_two_teachers", cfg_for("kd", seed, teachers["teacher"]["weights"], ensemble),
                  os.path.join(output_dir, "test", f"kd_two_teachers_s{seed}"))):
+            if row in carried:
+                continue
             stages.append(_stage(f"{row}_s{seed}", cfg, out))
             rows[row].append(stages[-1].name)
     records = run_stages(stages, jobs)
@@ -387,10 +426,26 @@ def compare_teachers(configs: Dict[str, str], output_dir: str, single_dir: str,
     results["teacher"] = summarize([results["teachers"][best]["test"]])
     for row, stage_names in rows.items():
         results[row] = summarize([records[n] for n in stage_names])
+    for row, carried_row in carried.items():
+        results[row] = {k: carried_row[k] for k in ("AP", "AP50", "AP_stats", "AP50_stats")}
+    if carried:
+        results["protocol"]["carried_over"] = sorted(carried)
     for row in ("kd_single", "kd_two_teachers"):
         for m in ("AP50", "AP"):
             results[f"gap_closed_{m}_{row}"] = _gap_closed(results, row, m)
     return results
+
+
+def _as_list(v) -> List[float]:
+    return v if isinstance(v, list) else [v]
+
+
+def _check_same_teacher(now: Dict, before: Dict) -> None:
+    for m in ("AP", "AP50"):
+        if [f"{v:.6f}" for v in _as_list(now[m])] != [f"{v:.6f}" for v in _as_list(before[m])]:
+            raise ValueError(
+                f"the teacher's test {m} is {now[m]}, the carried-over results were distilled "
+                f"from a teacher of {before[m]}: rerun every row (no --carry-over)")
 
 
 def _kd_overrides(base: CfgNode, other: CfgNode) -> Dict:

@@ -120,6 +120,27 @@ def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread
     assert {p: os.path.getmtime(p) for p in stamps} == stamps
     assert again["kd"]["train_seconds"] == res["kd"]["train_seconds"]
 
+    # Only kd rerun: the baseline and its validation curve come from the earlier results,
+    # which must have the same teacher.
+    def only_kd(previous):
+        return compare(configs, out, seeds=[0], test_split=("kd_cmp_train", "kd_cmp_val"),
+                       val_split=("kd_cmp_train", "kd_cmp_val"), timing_images=2,
+                       run_rows=["kd"], previous=previous)
+
+    prev = json.loads(json.dumps(res))
+    prev["baseline"]["AP50"] = [12.5]
+    prev["curves"]["baseline"] = [{"iter": 2, "seconds": 1.0, "AP": 1.0, "AP50": 12.5}]
+    merged = only_kd(prev)
+    assert merged["baseline"]["AP50"] == [12.5] and merged["protocol"]["carried_over"] == [
+        "baseline"]
+    assert merged["curves"]["baseline"] == prev["curves"]["baseline"]
+    assert merged["kd"]["train_seconds"] == res["kd"]["train_seconds"]
+    prev["teacher"]["AP"] = [123.0]  # another teacher
+    with pytest.raises(ValueError, match="teacher's test AP"):
+        only_kd(prev)
+    with pytest.raises(ValueError, match="carry them"):
+        only_kd(None)
+
 
 def test_compare_teachers_reuses_the_single_teacher_runs(tmp_path, one_thread):
     """Two tiny teachers against the better one: compare()'s stages are reused, the second
@@ -138,6 +159,14 @@ def test_compare_teachers_reuses_the_single_teacher_runs(tmp_path, one_thread):
     assert res["single_teacher"] in ("teacher", "teacher_1")
     for row in ("teacher", "baseline", "kd_single", "kd_two_teachers"):
         assert len(res[row]["AP"]) == 1, row
+    # The single-teacher rows carried over from compare()'s results: nothing new trains.
+    prev = compare(configs, single, seeds=[0], test_split=("kd_ct_train", "kd_ct_val"),
+                   timing_images=2)
+    prev["baseline"]["AP50"] = [12.5]
+    again = compare_teachers(configs, multi, single, [0], ("kd_ct_train", "kd_ct_val"),
+                             previous=prev)
+    assert again["baseline"]["AP50"] == [12.5] and "baseline" in again["protocol"]["carried_over"]
+    assert again["kd_two_teachers"]["train_seconds"] == res["kd_two_teachers"]["train_seconds"]
     cfg = load_cfg(f"{multi}/test/kd_two_teachers_s0/config.yaml")
     assert [w for _, w in cfg.KD.TEACHERS] == [f"{single}/teacher/model_final.pth",
                                                f"{multi}/teacher_s1/model_final.pth"]
