@@ -28,8 +28,8 @@ from ..file_io import save_json
 from .machine import machine_info
 
 __all__ = ["Stage", "run_stages", "run_report", "cached_json", "config_fingerprint",
-           "mean_spread", "add_run_arguments", "apply_run_arguments", "benchmark_parser",
-           "start_benchmark"]
+           "pick_best", "mean_spread", "add_run_arguments", "apply_run_arguments",
+           "benchmark_parser", "start_benchmark"]
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,16 @@ def run_report(stages: Sequence[Stage], summary: Callable[[Records, bool], Dict]
     report["total_wall_s"] = time.perf_counter() - t0
     save_report(report, json_path, png_path, panels(report), title)
     return report
+
+
+def pick_best(scores: Dict[str, float], higher_is_better: bool = True) -> str:
+    """The candidate of a validation search with the best score (NaN never wins; ties go
+    to the first listed, so list the simpler or paper-default setting first)."""
+    valid = {k: v for k, v in scores.items() if v == v}
+    if not valid:
+        raise ValueError(f"no candidate has a score: {scores}")
+    sign = 1 if higher_is_better else -1
+    return max(valid, key=lambda k: (sign * valid[k], -list(scores).index(k)))
 
 
 def mean_spread(values: Sequence[float]) -> Dict[str, float]:

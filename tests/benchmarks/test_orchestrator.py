@@ -105,3 +105,14 @@ def test_machine_info_is_measured_and_summaries_use_the_sample_std():
         assert info["cpu"] in open("/proc/cpuinfo").read()
     assert mean_spread([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3}
     assert mean_std([1.0, 2.0, 3.0]) == "2.0 ± 1.0" and mean_std([4.0], 2) == "4.00"
+
+
+def test_pick_best_prefers_the_best_score_then_the_first_listed():
+    from kd_det.benchmarks.orchestrator import pick_best
+
+    assert pick_best({"a": 1.0, "b": 3.0, "c": 2.0}) == "b"
+    assert pick_best({"a": 1.0, "b": 3.0}, higher_is_better=False) == "a"
+    assert pick_best({"paper": 2.0, "other": 2.0}) == "paper"
+    assert pick_best({"diverged": float("nan"), "ok": -5.0}) == "ok"
+    with pytest.raises(ValueError, match="no candidate"):
+        pick_best({"x": float("nan")})
