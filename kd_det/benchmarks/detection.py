@@ -264,6 +264,10 @@ def compare(
     # The teacher first, alone in this process: every KD stage reads it.
     teacher_stage = _stage("teacher", teacher_cfg, os.path.join(output_dir, "teacher"))
     teacher = run_stages([teacher_stage])["teacher"]
+    teacher_test = None if selection_only else evaluate_weights(
+        teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))
+    if carried:  # before any student trains
+        _check_same_teacher(teacher_test, previous["teacher"])
 
     def cfg_for(row, seed, split, extra=()):
         return stage_cfg(configs, row, seed, val_split if split == "val" else test_split,
@@ -298,11 +302,9 @@ def compare(
         by_group[group].setdefault(name, []).append(
             dict(records[stage.name], dir=stage.cfg.OUTPUT_DIR, cfg=stage.cfg))
     if not selection_only:
-        results["teacher"] = summarize([evaluate_weights(
-            teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))])
+        results["teacher"] = summarize([teacher_test])
         results["teacher"]["train_seconds"] = [teacher["train_seconds"]]
         if carried:
-            _check_same_teacher(results["teacher"], previous["teacher"])
             results["protocol"]["carried_over"] = carried
         for row in rows:
             results[row] = (summarize(by_group["test"][row]) if row in run_rows
