@@ -49,6 +49,10 @@ def add_cls_kd_config(cfg: CfgNode) -> CfgNode:
     # Official test images evaluated (the first N); 0 = all 10,000.
     cfg.CLS.DATA.TEST_SIZE = 0
     cfg.CLS.DATA.SPLIT_SEED = 0
+    # Every N iterations, metrics.json gets the student's val top-1 ("val/top1": the
+    # learning curve) and each loss term's gradient norm on the student for that training
+    # batch ("grad_norm/<loss>"); neither changes training. 0: off.
+    cfg.CLS.CURVE_PERIOD = 0
     # The network this run trains: the student, or the teacher itself when METHOD is "none".
     cfg.CLS.MODEL = network_config("cnn", (16, 32, 64))
     cfg.CLS.TEACHER = network_config("resnet", (16, 32, 64))
@@ -95,6 +99,11 @@ def check_cls_config(cfg: CfgNode) -> None:
     check_network_config("CLS.TEACHER", c.TEACHER)
     if c.DATA.VAL_SIZE < 0 or c.DATA.TRAIN_SIZE < 0 or c.DATA.TEST_SIZE < 0:
         raise ValueError("CLS.DATA.VAL_SIZE, TRAIN_SIZE and TEST_SIZE must be >= 0")
+    if c.CURVE_PERIOD < 0:
+        raise ValueError(f"CLS.CURVE_PERIOD={c.CURVE_PERIOD} must be >= 0")
+    if c.CURVE_PERIOD and not c.DATA.VAL_SIZE:
+        raise ValueError("CLS.CURVE_PERIOD logs val top-1 but CLS.DATA.VAL_SIZE is 0: hold "
+                         "out a validation split or set CLS.CURVE_PERIOD 0")
     if c.DATA.VAL_SIZE + c.DATA.TRAIN_SIZE > 60000:
         raise ValueError(
             f"CLS.DATA.VAL_SIZE + CLS.DATA.TRAIN_SIZE = {c.DATA.VAL_SIZE + c.DATA.TRAIN_SIZE} "

@@ -1,7 +1,9 @@
 """ClsDistiller: one trainable student, its frozen teachers and a registered method."""
+import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from kd_det.modeling.frozen import DistillerBase
@@ -9,7 +11,17 @@ from kd_det.modeling.frozen import DistillerBase
 from .methods import ClsMethod
 from .models import ClassifierNet
 
-__all__ = ["ClsDistiller"]
+__all__ = ["ClsDistiller", "grad_norms"]
+
+
+def grad_norms(losses: Dict[str, torch.Tensor], params: List[nn.Parameter]) -> Dict[str, float]:
+    """The L2 norm of the gradient each loss alone puts on `params` (0 for a loss that does
+    not reach them); the graph is kept and no .grad is touched, so the step is unchanged."""
+    out = {}
+    for name, loss in losses.items():
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        out[name] = math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+    return out
 
 
 class ClsDistiller(DistillerBase):
@@ -18,13 +30,16 @@ class ClsDistiller(DistillerBase):
 
     Trainable state (saved in checkpoints) is `student` and the method's module, under the
     method's module_name (FitNets' `regressor`, MEAL V2's `discriminator`); the teachers
-    stay out of it.
+    stay out of it. Every `diagnostics_period` iterations (those i with (i + 1) % period
+    == 0, as CLS.CURVE_PERIOD counts them) each loss's gradient norm on the student goes to
+    the event storage as grad_norm/<loss>: what each term of the method does.
     """
 
     def __init__(self, student: ClassifierNet, method: ClsMethod,
-                 teachers: Sequence[ClassifierNet] = ()):
+                 teachers: Sequence[ClassifierNet] = (), diagnostics_period: int = 0):
         super().__init__()
         self.student = student
+        self.diagnostics_period = diagnostics_period
         for i, t in enumerate(teachers):
             self.add_teacher(f"teacher{i}", t)
         self.method = method
@@ -45,4 +60,12 @@ class ClsDistiller(DistillerBase):
         x, y = batch
         if not self.training:
             return self.student(x)
-        return self.method(self, x, y)
+        losses = self.method(self, x, y)
+        period = self.diagnostics_period
+        storage = get_event_storage() if period else None
+        if storage is not None and (storage.iter + 1) % period == 0:
+            params = [p for p in self.student.parameters() if p.requires_grad]
+            norms = grad_norms(losses, params)
+            storage.put_scalars(**{f"grad_norm/{k}": v for k, v in norms.items()},
+                                smoothing_hint=False)
+        return losses

@@ -3,6 +3,7 @@ import logging
 from typing import Dict
 
 import torch
+from detectron2.engine import HookBase, hooks
 from detectron2.evaluation import inference_context
 
 from kd_det.engine.aux_trainer import (
@@ -18,7 +19,7 @@ from .distiller import ClsDistiller
 from .methods import build_cls_method
 from .models import build_classifier
 
-__all__ = ["ClsTrainer", "evaluate_top1", "load_teacher"]
+__all__ = ["ClsTrainer", "ValCurveHook", "evaluate_top1", "load_teacher"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,22 @@ def evaluate_top1(model, dataset, batch_size: int = 1000) -> float:
     return 100.0 * correct / len(images)
 
 
+class ValCurveHook(HookBase):
+    """Every `period` iterations, the student's val top-1 as "val/top1" in the event storage
+    (hence metrics.json): the learning curve. The last iteration is left to the final
+    evaluation, which logs the same key."""
+
+    def __init__(self, period: int, val_set):
+        self._period = period
+        self._val = val_set
+
+    def after_step(self):
+        done = self.trainer.iter + 1
+        if done % self._period == 0 and done < self.trainer.max_iter:
+            self.trainer.storage.put_scalar(
+                "val/top1", evaluate_top1(self.trainer.model, self._val), smoothing_hint=False)
+
+
 @AUX_TRAINER_REGISTRY.register()
 class ClsTrainer(AuxTrainer):
     """Teachers, students and every method of CLS_METHOD_REGISTRY (CLS.METHOD)."""
@@ -55,7 +72,7 @@ class ClsTrainer(AuxTrainer):
         method = build_cls_method(cfg)
         student = build_classifier(c.MODEL, c.NUM_CLASSES)
         teachers = [load_teacher(cfg, w) for w in c.TEACHER.WEIGHTS]
-        return ClsDistiller(student, method, teachers)
+        return ClsDistiller(student, method, teachers, diagnostics_period=c.CURVE_PERIOD)
 
     @classmethod
     def build_optimizer(cls, cfg, model) -> torch.optim.Optimizer:
@@ -70,6 +87,15 @@ class ClsTrainer(AuxTrainer):
             optimizer.add_param_group({"params": list(model.method_module.parameters()),
                                        "lr": lr})
         return optimizer
+
+    def build_hooks(self):
+        """The shared hooks, with the val curve (CLS.CURVE_PERIOD) logged before the final
+        evaluation and the writers."""
+        ret = super().build_hooks()
+        if self.cfg.CLS.CURVE_PERIOD:
+            at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+            ret.insert(at, ValCurveHook(self.cfg.CLS.CURVE_PERIOD, load_split(self.cfg, "val")))
+        return ret
 
     @classmethod
     def build_train_loader(cls, cfg):

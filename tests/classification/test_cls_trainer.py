@@ -1,5 +1,7 @@
 """ClsTrainer end to end on a small slice of Fashion-MNIST: every method trains, teachers stay
-frozen, FitNets' stage 1 touches only the guided part, bad input is refused up front."""
+frozen, FitNets' stage 1 touches only the guided part, the curves and gradient norms leave
+training unchanged, a continued run starts from the student's weights, bad input is refused
+up front."""
 import dataclasses
 import json
 import os
@@ -107,6 +109,44 @@ def test_fitnets_stage1_trains_only_guided_part_then_kd(tmp_path, fashion_mnist)
     assert hint == list(range(8)) and kd == list(range(8, 14))
 
 
+def test_curve_period_logs_val_and_grad_norms_without_changing_training(tmp_path,
+                                                                       fashion_mnist):
+    weights = (_teacher_ckpt(tmp_path),)
+    finals = {}
+    for period in (0, 4):
+        cfg = _cfg(tmp_path, "kd", iters=10, **{"CLS.CURVE_PERIOD": period,
+                                                "SOLVER.LOG_PERIOD": 2,
+                                                "OUTPUT_DIR": str(tmp_path / f"p{period}")})
+        cfg.CLS.TEACHER.WEIGHTS = weights
+        trainer = ClsTrainer(cfg)
+        trainer.train()
+        finals[period] = trainer.model.student.state_dict()
+    assert all(torch.equal(finals[0][k], finals[4][k]) for k in finals[0])
+    lines = [json.loads(x) for x in open(tmp_path / "p4" / "metrics.json")]
+    val = {x["iteration"]: x["val/top1"] for x in lines if "val/top1" in x}
+    assert sorted(val) == [3, 7, 10]  # after 4 and 8 iterations, then the final evaluation
+    norms = [x for x in lines if "grad_norm/loss_kd" in x]
+    assert [x["iteration"] for x in norms] == [3, 7]
+    assert all(x["grad_norm/loss_kd"] > 0 and x["grad_norm/loss_cls"] > 0 for x in norms)
+    off = [json.loads(x) for x in open(tmp_path / "p0" / "metrics.json")]
+    assert [x["iteration"] for x in off if "val/top1" in x] == [10]
+    assert not any("grad_norm/loss_kd" in x for x in off)
+
+
+def test_continued_run_starts_from_the_students_weights(tmp_path, fashion_mnist):
+    ClsTrainer.run(_cfg(tmp_path, iters=4))
+    student = str(tmp_path / "none" / "model_final.pth")
+    cfg = _cfg(tmp_path, "meal_v2", iters=4, **{"CLS.MEAL.DISC_HIDDEN": "(8, 4)",
+                                                 "MODEL.WEIGHTS": student})
+    cfg.CLS.TEACHER.WEIGHTS = (_teacher_ckpt(tmp_path), _teacher_ckpt(tmp_path, name="t1.pth"))
+    trainer = ClsTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    saved = torch.load(student)["model"]
+    assert all(torch.equal(v, saved[f"student.{k}"])
+               for k, v in trainer.model.student.state_dict().items())
+    assert trainer.start_iter == 0
+
+
 def test_bad_input_is_refused_before_training(tmp_path, fashion_mnist):
     cfg = _cfg(tmp_path, "kd")
     cfg.CLS.TEACHER.WEIGHTS = (str(tmp_path / "missing.pth"),)
@@ -138,6 +178,8 @@ def test_bad_input_is_refused_before_training(tmp_path, fashion_mnist):
     ({"CLS.TEACHER.WEIGHTS": "('a.pth',)"}, "CLS.METHOD is 'none' \\(no teacher\\)"),
     ({"CLS.METHOD": "dkd"}, "CLS.METHOD"),
     ({"CLS.DATA.VAL_SIZE": "50000", "CLS.DATA.TRAIN_SIZE": "20000"}, "60,000"),
+    ({"CLS.CURVE_PERIOD": "-1"}, "CLS.CURVE_PERIOD"),
+    ({"CLS.CURVE_PERIOD": "5", "CLS.DATA.VAL_SIZE": "0"}, "CLS.CURVE_PERIOD.*VAL_SIZE"),
 ])
 def test_config_errors_name_the_key(tmp_path, fashion_mnist, opts, message):
     with pytest.raises(ValueError, match=message):
@@ -145,11 +187,21 @@ def test_config_errors_name_the_key(tmp_path, fashion_mnist, opts, message):
 
 
 def test_shipped_configs_parse():
-    for name in ("student", "teacher", "kd", "fitnets", "fnkd", "meal_v2"):
-        cfg = ClsTrainer.setup_cfg(os.path.join(CONFIGS, f"{name}.yaml"))
-        assert cfg.CLS.METHOD == {"student": "none", "teacher": "none"}.get(name, name)
-    assert ClsTrainer.setup_cfg(os.path.join(CONFIGS, "fnkd.yaml")).CLS.FNKD.FORM == "official"
-    assert len(ClsTrainer.setup_cfg(os.path.join(CONFIGS, "meal_v2.yaml")).CLS.TEACHER.WEIGHTS) == 2
+    cfgs = {name: ClsTrainer.setup_cfg(os.path.join(CONFIGS, f"{name}.yaml"))
+            for name in ("student", "teacher", "kd", "fitnets", "fnkd", "continued_ce",
+                         "meal_v2")}
+    for name, cfg in cfgs.items():
+        assert cfg.CLS.METHOD == {"student": "none", "teacher": "none",
+                                  "continued_ce": "none"}.get(name, name)
+    assert cfgs["fnkd"].CLS.FNKD.FORM == "official"
+    assert len(cfgs["meal_v2"].CLS.TEACHER.WEIGHTS) == 2
+    # Every method trains on the student's schedule (FitNets' hint stage inside it); MEAL V2
+    # on exactly its control's continuation, from the student alone.
+    for name in ("kd", "fitnets", "fnkd"):
+        assert cfgs[name].SOLVER == cfgs["student"].SOLVER
+    assert cfgs["meal_v2"].SOLVER == cfgs["continued_ce"].SOLVER
+    assert cfgs["meal_v2"].MODEL.WEIGHTS == cfgs["continued_ce"].MODEL.WEIGHTS
+    assert cfgs["continued_ce"].MODEL.WEIGHTS.startswith(cfgs["student"].OUTPUT_DIR)
 
 
 def test_read_idx_and_seeded_disjoint_split(tmp_path, fashion_mnist):
