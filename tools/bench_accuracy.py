@@ -40,6 +40,35 @@ OPTIONS = {
 }
 
 
+SELECTION_KEYS = ("validation", "validation_gap_closed", "ablation", "curves",
+                  "time_to_accuracy", "diagnostics")
+
+
+def carry_selection(results, previous):
+    """The selection part of `previous`, as it was measured (with its own teacher run). A
+    kd_best there of other settings than today's is replaced by the search run of today's
+    settings when there is one (its val AP; its curve and diagnostics were not kept)."""
+    for key in SELECTION_KEYS:
+        results[key] = json.loads(json.dumps(previous.get(key, {})))
+    results["protocol"]["selection"] = previous["protocol"]["selection"] + (
+        " (carried over: an earlier run of the same teacher config)")
+    settings = results.get("kd_best_settings")
+    if settings is None or previous.get("kd_best_settings") == settings:
+        return
+    for key in SELECTION_KEYS:
+        results[key].pop("kd_best", None)
+    for name, option in OPTIONS.items():
+        if dict(zip(option[::2], option[1::2])) == settings and name in results["ablation"]:
+            val = results["validation"]
+            val["kd_best"] = results["ablation"][name]
+            results["validation_gap_closed"]["kd_best"] = {
+                m: (val["kd_best"][f"{m}_stats"]["mean"] - val["baseline"][f"{m}_stats"]["mean"])
+                / (val["teacher"][f"{m}_stats"]["mean"] - val["baseline"][f"{m}_stats"]["mean"])
+                for m in ("AP50", "AP")}
+            results["protocol"]["selection_kd_best"] = (
+                f"kd_best's settings are the search's {name!r} run: its val AP is that run's")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +89,9 @@ def main():
                         help="earlier results of this benchmark (later files override earlier "
                              "ones) for the rows not run; refused unless the teacher's test AP "
                              "equals theirs")
+    parser.add_argument("--test-only", action="store_true",
+                        help="no selection runs: the selection part (validation runs, option "
+                             "search, curves, diagnostics) is carried over from --carry-over")
     parser.add_argument("--work-dir", default="output/bench_bccd")
     parser.add_argument("--output", default="",
                         help="results JSON (default results/bccd_accuracy.json, or "
@@ -89,13 +121,18 @@ def main():
         options, seeds = {}, seeds[:1]
         args.work_dir += "_quick"
         args.output = os.path.join(args.work_dir, "results.json")
-    results = compare(CONFIGS, args.work_dir, seeds, val_split=("bccd_train", "bccd_val"),
+    if args.test_only and not previous.get("validation"):
+        parser.error("--test-only needs --carry-over results with a selection part")
+    val_split = None if args.test_only else ("bccd_train", "bccd_val")
+    results = compare(CONFIGS, args.work_dir, seeds, val_split=val_split,
                       test_split=("bccd_trainval", "bccd_test"), opts=opts, ablations=options,
                       diagnostics_period=10 if args.quick else 50, jobs=args.jobs,
                       selection_only=args.selection_only, run_rows=args.rows,
                       previous=previous)
     if args.carry_over:
         results["protocol"]["carried_over_from"] = args.carry_over
+    if args.test_only:
+        carry_selection(results, previous)
     results["command"] = " ".join(["python"] + sys.argv)
     results["machine"] = machine_info()
     png = os.path.splitext(args.output)[0] + ".png"

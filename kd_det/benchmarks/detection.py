@@ -249,9 +249,9 @@ def compare(
 
     `run_rows` (default: every row) limits the student stages to those rows; the other
     rows, and the option search when `ablations` is empty, are carried over from
-    `previous` (an earlier results JSON of this protocol, with its validation part). That
-    is valid only if they were distilled from this very teacher, so the teacher's test AP
-    must equal `previous`'s, to the last digit, or the comparison is refused.
+    `previous` (an earlier results JSON of this protocol). The baseline never sees the
+    teacher; a distilled row is valid only if it was distilled from this very teacher, so
+    carrying one requires the teacher's test AP to equal `previous`'s to the last digit.
     """
     opts = opts or {}
     rows = [r for r in ROWS[1:] if r in configs or r == "baseline"]
@@ -266,7 +266,7 @@ def compare(
     teacher = run_stages([teacher_stage])["teacher"]
     teacher_test = None if selection_only else evaluate_weights(
         teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))
-    if carried:  # before any student trains
+    if any(r != "baseline" for r in carried):  # before any student trains
         _check_same_teacher(teacher_test, previous["teacher"])
 
     def cfg_for(row, seed, split, extra=()):

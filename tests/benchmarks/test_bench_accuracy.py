@@ -22,3 +22,47 @@ def test_quick_benchmark_writes_every_row(shared_data, tmp_path):
     assert res["flops"]["backbone_ratio"] > 2
     assert "grad_ratio/loss_hint" in res["diagnostics"]["kd"]
     assert (tmp_path / "work_quick" / "results.png").is_file()
+
+
+def _tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_accuracy", os.path.join(ROOT, "tools", "bench_accuracy.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(ap50, ap):
+    return {"AP50": [ap50], "AP": [ap], "AP50_stats": {"mean": ap50}, "AP_stats": {"mean": ap}}
+
+
+def test_carried_selection_maps_kd_best_to_the_search_run_of_its_settings():
+    """--test-only: the selection part is copied as measured; a kd_best of other settings
+    there is replaced by the search run whose overrides are today's kd_best settings."""
+    tool = _tool()
+    previous = {
+        "protocol": {"selection": "train a -> validate b, seed 0"},
+        "kd_best_settings": {"KD.STUDENT.INIT_FROM_TEACHER": True, "KD.HINT.LOSS": "pkd",
+                             "KD.HINT.WEIGHT": 6.0},
+        "validation": {"teacher": _row(90.0, 60.0), "baseline": _row(80.0, 50.0),
+                       "kd": _row(85.0, 52.0), "kd_best": _row(1.0, 1.0)},
+        "validation_gap_closed": {"kd": {"AP50": 0.5, "AP": 0.2}, "kd_best": {}},
+        "ablation": {"pkd_hint": _row(88.0, 55.0), "inherit": _row(81.0, 58.0)},
+        "curves": {"baseline": [{"iter": 1}], "kd_best": [{"iter": 2}]},
+        "diagnostics": {"kd": {"x": 1}, "kd_best": {"x": 2}},
+        "time_to_accuracy": {"kd": 0.5, "kd_best": 0.4},
+    }
+    results = {"protocol": {}, "kd_best_settings": {"KD.HINT.LOSS": "pkd",
+                                                    "KD.HINT.WEIGHT": 6.0}}
+    tool.carry_selection(results, previous)
+    assert results["validation"]["kd_best"] == previous["ablation"]["pkd_hint"]
+    assert results["validation_gap_closed"]["kd_best"] == {"AP50": 0.8, "AP": 0.5}
+    assert "kd_best" not in results["curves"] and "kd_best" not in results["diagnostics"]
+    assert results["curves"]["baseline"] == [{"iter": 1}] and results["diagnostics"]["kd"]
+    assert "pkd_hint" in results["protocol"]["selection_kd_best"]
+    assert previous["curves"]["kd_best"]  # the carried-from results are left as they were
+    same = {"protocol": {}, "kd_best_settings": previous["kd_best_settings"]}
+    tool.carry_selection(same, previous)
+    assert same["validation"]["kd_best"] == _row(1.0, 1.0) and same["curves"]["kd_best"]

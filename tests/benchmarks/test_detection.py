@@ -120,26 +120,26 @@ def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread
     assert {p: os.path.getmtime(p) for p in stamps} == stamps
     assert again["kd"]["train_seconds"] == res["kd"]["train_seconds"]
 
-    # Only kd rerun: the baseline and its validation curve come from the earlier results,
-    # which must have the same teacher.
-    def only_kd(previous):
+    # One row rerun, the other and its validation curve from the earlier results; a
+    # distilled row only if those had the same teacher (the baseline never sees it).
+    def only(row, previous):
         return compare(configs, out, seeds=[0], test_split=("kd_cmp_train", "kd_cmp_val"),
                        val_split=("kd_cmp_train", "kd_cmp_val"), timing_images=2,
-                       run_rows=["kd"], previous=previous)
+                       run_rows=[row], previous=previous)
 
     prev = json.loads(json.dumps(res))
     prev["baseline"]["AP50"] = [12.5]
     prev["curves"]["baseline"] = [{"iter": 2, "seconds": 1.0, "AP": 1.0, "AP50": 12.5}]
-    merged = only_kd(prev)
+    prev["teacher"]["AP"] = [123.0]  # another teacher
+    merged = only("kd", prev)
     assert merged["baseline"]["AP50"] == [12.5] and merged["protocol"]["carried_over"] == [
         "baseline"]
     assert merged["curves"]["baseline"] == prev["curves"]["baseline"]
     assert merged["kd"]["train_seconds"] == res["kd"]["train_seconds"]
-    prev["teacher"]["AP"] = [123.0]  # another teacher
     with pytest.raises(ValueError, match="teacher's test AP"):
-        only_kd(prev)
+        only("baseline", prev)
     with pytest.raises(ValueError, match="carry them"):
-        only_kd(None)
+        only("kd", None)
 
 
 def test_compare_teachers_reuses_the_single_teacher_runs(tmp_path, one_thread):
