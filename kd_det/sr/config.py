@@ -1,12 +1,13 @@
 """Config keys of the super-resolution trainer, on top of the shared auxiliary config."""
 import glob
 import os
+from typing import List, Tuple
 
 from detectron2.config import CfgNode
 
 from .modes import SR_MODE_REGISTRY
 
-__all__ = ["add_sr_config", "check_sr_config", "list_images"]
+__all__ = ["add_sr_config", "check_sr_config", "list_images", "train_val_files"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VID_FORMS = ("laplace", "gaussian")
@@ -28,6 +29,10 @@ def add_sr_config(cfg: CfgNode) -> CfgNode:
     # L1 + VID).
     cfg.SR.MODE = "baseline"
     cfg.SR.SCALE = 2
+    # Global bicubic skips (no parameter): FSRCNN adds its output to the bicubic upscaling
+    # of its input, the PISR teacher's encoder to the bicubic downscaling of the HR image.
+    # Every network then starts at bicubic quality and learns what bicubic misses.
+    cfg.SR.RESIDUAL = False
     cfg.SR.DATA = CfgNode()
     cfg.SR.DATA.TRAIN_DIR = os.path.join(_DATA_ROOT, "CSun_Hays80")
     cfg.SR.DATA.TEST_DIRS = (os.path.join(_DATA_ROOT, "CSet5"), os.path.join(_DATA_ROOT, "CSet14"))
@@ -37,6 +42,19 @@ def add_sr_config(cfg: CfgNode) -> CfgNode:
     cfg.SR.DATA.PATCH_SIZE = 192
     # Patches drawn from each training image per pass over the data set.
     cfg.SR.DATA.PATCHES_PER_IMAGE = 100
+    # Validation split carved from TRAIN_DIR: every VAL_EVERY-th image of its sorted list
+    # (the first, then every n-th; fixed, seed-independent) is held out of training.
+    # 0: no validation split.
+    cfg.SR.DATA.VAL_EVERY = 8
+    # Side (HR px, a multiple of SR.SCALE) of the centred square of each validation image
+    # that is evaluated (a bounded cost during training); 0, or larger than an image: the
+    # image's largest centred square whose side is a multiple of SR.SCALE.
+    cfg.SR.DATA.VAL_CROP = 288
+    # Validation PSNR (and each loss with its gradient norm on the SR network, on the
+    # validation crops) every VAL_PERIOD iterations, before the first and after the last:
+    # the learning curve (OUTPUT_DIR/val_curve.json). 0: only at the end. No curve
+    # without a validation split.
+    cfg.SR.VAL_PERIOD = 0
     cfg.SR.FSRCNN = CfgNode()
     cfg.SR.FSRCNN.D = 56
     cfg.SR.FSRCNN.S = 12
@@ -71,6 +89,19 @@ def list_images(folder: str, key: str):
     return files
 
 
+def train_val_files(cfg: CfgNode) -> Tuple[List[str], List[str]]:
+    """The training images of SR.DATA.TRAIN_DIR and the validation images carved from
+    them (SR.DATA.VAL_EVERY), both sorted; every image is in exactly one."""
+    files = list_images(cfg.SR.DATA.TRAIN_DIR, "SR.DATA.TRAIN_DIR")
+    every = cfg.SR.DATA.VAL_EVERY
+    val = files[::every] if every else []
+    train = [f for f in files if f not in val]
+    if not train:
+        raise ValueError(f"SR.DATA.VAL_EVERY={every} leaves no training image in "
+                         f"SR.DATA.TRAIN_DIR ({len(files)} images)")
+    return train, val
+
+
 def check_sr_config(cfg: CfgNode) -> None:
     """Refuse bad keys before any training step, naming the key and the fix."""
     sr = cfg.SR
@@ -85,11 +116,19 @@ def check_sr_config(cfg: CfgNode) -> None:
             f"SR.SCALE={sr.SCALE} (so that the LR patch is exact)")
     if sr.DATA.PATCHES_PER_IMAGE < 1:
         raise ValueError(f"SR.DATA.PATCHES_PER_IMAGE={sr.DATA.PATCHES_PER_IMAGE} must be >= 1")
+    if sr.DATA.VAL_EVERY < 0 or sr.DATA.VAL_EVERY == 1:
+        raise ValueError(f"SR.DATA.VAL_EVERY={sr.DATA.VAL_EVERY}: use 0 (no validation split) "
+                         "or n >= 2 (every n-th training image held out)")
+    if sr.DATA.VAL_CROP < 0 or sr.DATA.VAL_CROP % sr.SCALE:
+        raise ValueError(f"SR.DATA.VAL_CROP={sr.DATA.VAL_CROP} must be 0 or a positive "
+                         f"multiple of SR.SCALE={sr.SCALE}")
+    if sr.VAL_PERIOD < 0:
+        raise ValueError(f"SR.VAL_PERIOD={sr.VAL_PERIOD} must be >= 0 (0: only at the end)")
     if sr.DATA.TEST_NAMES and len(sr.DATA.TEST_NAMES) != len(sr.DATA.TEST_DIRS):
         raise ValueError(
             f"SR.DATA.TEST_NAMES has {len(sr.DATA.TEST_NAMES)} names for "
             f"{len(sr.DATA.TEST_DIRS)} SR.DATA.TEST_DIRS: give one per folder, or none")
-    list_images(sr.DATA.TRAIN_DIR, "SR.DATA.TRAIN_DIR")
+    train_val_files(cfg)
     for d in sr.DATA.TEST_DIRS:
         list_images(d, "SR.DATA.TEST_DIRS")
     if sr.KD.VID_FORM not in VID_FORMS:

@@ -5,7 +5,7 @@ MATLAB's imresize) of the RGB image, then the BT.601 luma (Y) channel in [16, 23
 """
 import logging
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from .config import list_images
 
-__all__ = ["SRPatchDataset", "bicubic_downscale", "bicubic_upscale", "load_test_set", "rgb_to_y"]
+__all__ = ["SRPatchDataset", "bicubic_downscale", "bicubic_upscale", "load_test_set",
+           "load_val_set", "rgb_to_y"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +42,15 @@ def _read_rgb(path: str) -> np.ndarray:
 
 
 class SRPatchDataset(torch.utils.data.Dataset):
-    """Random HR patches (with flips and transposes) of the images in `folder`, kept in
-    memory as uint8 RGB; each item is {"lr": (1, p/s, p/s), "hr": (1, p, p)} Y tensors.
+    """Random HR patches (with flips and transposes) of the image `files`, kept in memory
+    as uint8 RGB; each item is {"lr": (1, p/s, p/s), "hr": (1, p, p)} Y tensors.
 
     Crops and flips use torch's global RNG, which the trainer seeds (cfg.SEED).
     """
 
-    def __init__(self, folder: str, scale: int, patch_size: int, patches_per_image: int = 1,
-                 key: str = "SR.DATA.TRAIN_DIR"):
-        files = list_images(folder, key)
+    def __init__(self, files: Sequence[str], scale: int, patch_size: int,
+                 patches_per_image: int = 1, key: str = "SR.DATA.TRAIN_DIR"):
+        folder = os.path.dirname(files[0])
         self.images = [_read_rgb(f) for f in tqdm(files, desc=f"reading {folder}", leave=False)]
         small = [os.path.basename(f) for f, im in zip(files, self.images)
                  if min(im.shape[:2]) < patch_size]
@@ -82,18 +83,35 @@ class SRPatchDataset(torch.utils.data.Dataset):
         return {"lr": rgb_to_y(bicubic_downscale(patch, self.scale)), "hr": rgb_to_y(patch)}
 
 
+def _evaluation_image(path: str, hr: np.ndarray, scale: int) -> Dict:
+    lr = bicubic_downscale(hr, scale)
+    return {
+        "name": os.path.splitext(os.path.basename(path))[0],
+        "lr": rgb_to_y(lr),
+        "hr": rgb_to_y(hr),
+        "bicubic": rgb_to_y(bicubic_upscale(lr, scale)),
+    }
+
+
 def load_test_set(folder: str, scale: int, key: str = "SR.DATA.TEST_DIRS") -> List[Dict]:
     """Whole images cropped to a multiple of `scale`: name, lr, hr and bicubic Y tensors."""
     out = []
     for f in list_images(folder, key):
         rgb = _read_rgb(f)
         h, w = (rgb.shape[0] // scale) * scale, (rgb.shape[1] // scale) * scale
-        hr = rgb[:h, :w]
-        lr = bicubic_downscale(hr, scale)
-        out.append({
-            "name": os.path.splitext(os.path.basename(f))[0],
-            "lr": rgb_to_y(lr),
-            "hr": rgb_to_y(hr),
-            "bicubic": rgb_to_y(bicubic_upscale(lr, scale)),
-        })
+        out.append(_evaluation_image(f, rgb[:h, :w], scale))
+    return out
+
+
+def load_val_set(files: Sequence[str], scale: int, crop: int) -> List[Dict]:
+    """The centred HR square of side `crop` of each image (crop 0, or an image too small:
+    its largest centred square with a side that is a multiple of `scale`), with name, lr,
+    hr and bicubic Y tensors as in load_test_set."""
+    out = []
+    for f in files:
+        rgb = _read_rgb(f)
+        side = min(rgb.shape[:2]) // scale * scale
+        side = min(side, crop) if crop else side
+        top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
+        out.append(_evaluation_image(f, rgb[top:top + side, left:left + side], scale))
     return out

@@ -3,6 +3,7 @@ from typing import Dict
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from kd_det.modeling.frozen import DistillerBase
 
@@ -28,6 +29,10 @@ class PISRDistiller(DistillerBase):
         self.add_teacher("teacher", teacher)
         if init_from_teacher:
             self.student.load_state_dict(teacher.decoder.state_dict())
+
+    def sr_network(self) -> nn.Module:
+        """The student: the weights both losses train (the VID head only serves VID)."""
+        return self.student
 
     def forward(self, batch: Dict[str, torch.Tensor]):
         if not self.training:

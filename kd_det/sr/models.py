@@ -16,8 +16,8 @@ from kd_det.losses import (
     vid_laplace_loss,
 )
 
-__all__ = ["FSRCNN", "PISREncoder", "PISRTeacher", "SRBaseline", "VIDHead", "build_fsrcnn",
-           "build_teacher"]
+__all__ = ["FSRCNN", "PISREncoder", "PISRTeacher", "SRBaseline", "VIDHead",
+           "build_fsrcnn", "build_teacher"]
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
@@ -32,28 +32,42 @@ def _init_convs(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _centred_padding(scale: int, k: int) -> int:
+    """Padding of a k x k stride-`scale` convolution (LR <- HR) or transposed convolution
+    (HR <- LR) whose kernel is centred where bicubic downscaling puts LR pixel i: on HR
+    pixel i*scale + (scale-1)/2 (exact at x3, half a pixel off at x2 and x4). The usual
+    k//2 centres it on HR pixel i*scale, one pixel off at x3 and 1.5 at x4: a shift the
+    kernels must learn to undo, and which the PISR encoder would pass on to the student."""
+    return k // 2 - (scale - 1) // 2
+
+
 class FSRCNN(nn.Module):
     """Dong et al. 2016: feature 5x5(d) - shrink 1x1(s) - m x map 3x3(s) - expand 1x1(d)
     - deconv 9x9 stride=scale. One PReLU slope per layer: 12,644 parameters at d=56,
     s=12, m=4 whatever the scale (the deconvolution kernel does not depend on it).
 
     Input and output are shifted by a fixed `pixel_mean` (as EDSR's MeanShift): otherwise
-    Adam spends its first ~500 steps moving the output bias to the image mean, which
-    dominates a short schedule. No parameter is involved.
+    Adam spends its first ~500 steps moving the output bias to the image mean. With
+    `residual`, the network adds its output to the bicubic upscaling of its input instead
+    (VDSR's global skip, no parameter): it starts at bicubic quality and learns only the
+    missing detail, where plain FSRCNN must first learn interpolation itself (thousands of
+    CPU steps below bicubic).
     """
 
     def __init__(self, scale: int, d: int = 56, s: int = 12, m: int = 4, channels: int = 1,
-                 pixel_mean: float = 0.5):
+                 pixel_mean: float = 0.5, residual: bool = False):
         super().__init__()
         self.scale = scale
         self.pixel_mean = pixel_mean
+        self.residual = residual
         self.feature = nn.Sequential(_conv(channels, d, 5), nn.PReLU())
         self.shrink = nn.Sequential(_conv(d, s, 1), nn.PReLU())
         self.map = nn.Sequential(*[layer for _ in range(m)
                                    for layer in (_conv(s, s, 3), nn.PReLU())])
         self.expand = nn.Sequential(_conv(s, d, 1), nn.PReLU())
-        self.deconv = nn.ConvTranspose2d(d, channels, 9, stride=scale, padding=4,
-                                         output_padding=scale - 1)
+        pad = _centred_padding(scale, 9)
+        self.deconv = nn.ConvTranspose2d(d, channels, 9, stride=scale, padding=pad,
+                                         output_padding=scale + 2 * pad - 9)
         _init_convs(self)
         nn.init.normal_(self.deconv.weight, std=1e-3)
         nn.init.zeros_(self.deconv.bias)
@@ -65,33 +79,51 @@ class FSRCNN(nn.Module):
     def forward_with_feature(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """SR image and the 'expanding' feature that PISR distils."""
         feat = self.expand(self.map(self.shrink(self.feature(x - self.pixel_mean))))
-        return self.deconv(feat) + self.pixel_mean, feat
+        if self.residual:
+            base = F.interpolate(x, scale_factor=self.scale, mode="bicubic",
+                                 align_corners=False)
+        else:
+            base = self.pixel_mean
+        return self.deconv(feat) + base, feat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_feature(x)[0]
 
 
 class PISREncoder(nn.Module):
-    """conv5x5 - conv5x5 stride=scale - conv3x3 - conv3x3: HR image -> LR-size image
-    (with the same fixed mean shift as FSRCNN)."""
+    """conv5x5 - conv5x5 stride=scale - conv3x3 - conv3x3: HR image -> LR-size image on
+    the real LR image's pixel grid (with the same fixed mean shift as FSRCNN). With
+    `residual` the output is added to the antialiased bicubic downscaling of the HR image
+    (as the real LR is made): the encoder starts as the real degradation and learns what
+    to add to it."""
 
-    def __init__(self, scale: int, width: int = 56, channels: int = 1, pixel_mean: float = 0.5):
+    def __init__(self, scale: int, width: int = 56, channels: int = 1, pixel_mean: float = 0.5,
+                 residual: bool = False):
         super().__init__()
         self.scale = scale
         self.pixel_mean = pixel_mean
+        self.residual = residual
         self.body = nn.Sequential(
             _conv(channels, width, 5), nn.PReLU(),
-            _conv(width, width, 5, stride=scale), nn.PReLU(),
+            nn.Conv2d(width, width, 5, stride=scale, padding=_centred_padding(scale, 5)),
+            nn.PReLU(),
             _conv(width, width, 3), nn.PReLU(),
             _conv(width, channels, 3),
         )
         _init_convs(self)
+        if residual:  # start exactly at the downscaling, as FSRCNN's deconvolution does
+            nn.init.normal_(self.body[-1].weight, std=1e-3)
 
     def forward(self, hr: torch.Tensor) -> torch.Tensor:
         h, w = hr.shape[-2:]
         if h % self.scale or w % self.scale:
             raise ValueError(f"HR size {h}x{w} is not a multiple of the scale {self.scale}")
-        return self.body(hr - self.pixel_mean) + self.pixel_mean
+        if self.residual:
+            base = F.interpolate(hr, scale_factor=1 / self.scale, mode="bicubic",
+                                 antialias=True, align_corners=False)
+        else:
+            base = self.pixel_mean
+        return self.body(hr - self.pixel_mean) + base
 
 
 class SRBaseline(nn.Module):
@@ -100,6 +132,10 @@ class SRBaseline(nn.Module):
     def __init__(self, net: FSRCNN):
         super().__init__()
         self.net = net
+
+    def sr_network(self) -> nn.Module:
+        """The weights that make the SR image (for per-loss gradient norms)."""
+        return self.net
 
     def forward(self, batch: Dict[str, torch.Tensor]):
         sr = self.net(batch["lr"])
@@ -120,6 +156,10 @@ class PISRTeacher(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.imitation_weight = imitation_weight
+
+    def sr_network(self) -> nn.Module:
+        """Encoder and decoder both make the SR image."""
+        return self
 
     def forward_with_feature(self, hr: torch.Tensor):
         """(SR image, encoder output, decoder 'expanding' feature)."""
@@ -169,9 +209,11 @@ class VIDHead(nn.Module):
 
 
 def build_fsrcnn(cfg) -> FSRCNN:
-    return FSRCNN(cfg.SR.SCALE, d=cfg.SR.FSRCNN.D, s=cfg.SR.FSRCNN.S, m=cfg.SR.FSRCNN.M)
+    f = cfg.SR.FSRCNN
+    return FSRCNN(cfg.SR.SCALE, d=f.D, s=f.S, m=f.M, residual=cfg.SR.RESIDUAL)
 
 
 def build_teacher(cfg) -> PISRTeacher:
-    return PISRTeacher(PISREncoder(cfg.SR.SCALE, cfg.SR.TEACHER.ENCODER_WIDTH),
+    return PISRTeacher(PISREncoder(cfg.SR.SCALE, cfg.SR.TEACHER.ENCODER_WIDTH,
+                                   residual=cfg.SR.RESIDUAL),
                        build_fsrcnn(cfg), cfg.SR.TEACHER.IMITATION_WEIGHT)

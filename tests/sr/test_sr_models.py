@@ -84,3 +84,51 @@ def test_tiny_fsrcnn_learns_a_smooth_upscaling():
         loss.backward()
         opt.step()
     assert loss.item() < 0.3 * first
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_deconvolution_and_encoder_are_centred_on_the_lr_pixels(scale):
+    """Bicubic downscaling makes LR pixel i from HR rows i*s .. i*s+s-1. The kernel taps
+    that touch exactly those rows, [padding, padding + s), must sit at the centre of the
+    deconvolution's 9 taps and of the encoder's stride-s 5 taps (to half a pixel at even
+    scales; the usual padding k//2 puts them a pixel off at x3). A box on those taps
+    copies each LR pixel onto its block, and the encoder's box averages it back."""
+    deconv, conv = FSRCNN(scale).deconv, PISREncoder(scale).body[2]
+    for layer, k in ((deconv, 9), (conv, 5)):
+        assert abs(layer.padding[0] + (scale - 1) / 2 - k // 2) <= 0.5
+    lr = torch.rand(1, 1, 5, 6)
+    p = deconv.padding[0]
+    w = torch.zeros(1, 1, 9, 9)
+    w[..., p:p + scale, p:p + scale] = 1
+    hr = torch.nn.functional.conv_transpose2d(lr, w, stride=scale, padding=p,
+                                              output_padding=deconv.output_padding[0])
+    assert torch.equal(hr, lr.repeat_interleave(scale, 2).repeat_interleave(scale, 3))
+    p = conv.padding[0]
+    k = torch.zeros(1, 1, 5, 5)
+    k[..., p:p + scale, p:p + scale] = 1 / scale ** 2
+    pooled = torch.nn.functional.conv2d(hr, k, stride=scale, padding=p)
+    assert torch.allclose(pooled, lr, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_residual_networks_start_at_bicubic_resampling(scale):
+    torch.manual_seed(0)
+    lr = torch.rand(2, 1, 12, 12)
+    sr = FSRCNN(scale, residual=True)(lr)
+    bicubic = torch.nn.functional.interpolate(lr, scale_factor=scale, mode="bicubic")
+    assert (sr - bicubic).abs().max() < 0.01           # deconvolution starts near 0
+    assert (FSRCNN(scale)(lr) - 0.5).abs().max() < 0.01  # without: a flat grey image
+    hr = torch.rand(2, 1, 12 * scale, 12 * scale)
+    down = torch.nn.functional.interpolate(hr, scale_factor=1 / scale, mode="bicubic",
+                                           antialias=True)
+    assert (PISREncoder(scale, width=8, residual=True)(hr) - down).abs().max() < 0.01
+    assert (PISREncoder(scale, width=8)(hr) - down).abs().max() > 0.1
+    assert sum(p.numel() for p in FSRCNN(scale, residual=True).parameters()) == 12644
+
+
+def test_sr_network_is_what_makes_the_sr_image():
+    teacher = _teacher()
+    assert SRBaseline(FSRCNN(2)).sr_network() is not None
+    assert teacher.sr_network() is teacher
+    model = PISRDistiller(FSRCNN(2), teacher, VIDHead(56))
+    assert model.sr_network() is model.student

@@ -1,13 +1,16 @@
 """SRTrainer on the shared engine: teacher, student and baseline modes, data, configs."""
 import glob
+import json
 import os
+import shutil
 
 import pytest
 import torch
 
 from kd_det.sr import SRTrainer
-from kd_det.sr.data import SRPatchDataset, load_test_set
-from kd_det.sr.trainer import evaluate_bicubic
+from kd_det.sr.config import list_images, train_val_files
+from kd_det.sr.data import SRPatchDataset, load_test_set, load_val_set
+from kd_det.sr.trainer import evaluate_bicubic, loss_diagnostics
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -30,7 +33,7 @@ def _cfg(sr_images, out, mode, *extra):
 def test_teacher_then_student_keeps_teacher_fixed(sr_images, tmp_path):
     teacher_out = str(tmp_path / "teacher")
     res = SRTrainer.run(_cfg(sr_images, teacher_out, "teacher"))
-    assert set(res) == {"tiny/psnr", "tiny/ssim"}
+    assert set(res) == {"val/psnr", "val/ssim", "tiny/psnr", "tiny/ssim", "curve"}
     weights = os.path.join(teacher_out, "model_final.pth")
 
     cfg = _cfg(sr_images, str(tmp_path / "student"), "student",
@@ -59,6 +62,7 @@ def test_baseline_trains_and_eval_only_reloads_it(sr_images, tmp_path):
     again = SRTrainer.run(_cfg(sr_images, out, "baseline", "MODEL.WEIGHTS",
                         os.path.join(out, "model_final.pth")), eval_only=True)
     assert again["tiny/psnr"] == pytest.approx(res["tiny/psnr"])
+    assert again["val/psnr"] == pytest.approx(res["val/psnr"])
     assert os.path.isfile(os.path.join(out, "metrics.json"))
 
 
@@ -68,6 +72,9 @@ def test_baseline_trains_and_eval_only_reloads_it(sr_images, tmp_path):
     ("SR.SCALE", 8, "SR.SCALE"),
     ("SR.KD.VID_FORM", "cauchy", "SR.KD.VID_FORM"),
     ("SR.DATA.TRAIN_DIR", "/nonexistent/sr", "SR.DATA.TRAIN_DIR"),
+    ("SR.DATA.VAL_EVERY", 1, "SR.DATA.VAL_EVERY"),
+    ("SR.DATA.VAL_CROP", 25, "SR.DATA.VAL_CROP"),
+    ("SR.VAL_PERIOD", -1, "SR.VAL_PERIOD"),
 ])
 def test_bad_keys_fail_before_training(sr_images, tmp_path, key, value, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
@@ -85,7 +92,8 @@ def test_student_needs_a_matching_teacher(sr_images, tmp_path):
 
 
 def test_patches_are_aligned_flipped_and_seeded(sr_images):
-    ds = SRPatchDataset(sr_images, scale=2, patch_size=24, patches_per_image=3)
+    ds = SRPatchDataset(list_images(sr_images, "x"), scale=2, patch_size=24,
+                        patches_per_image=3)
     assert len(ds) == 12
     torch.manual_seed(0)
     a = ds[5]
@@ -122,4 +130,86 @@ def test_real_test_sets_and_bicubic_reference(shared_data):
 
 def test_train_dir_images_smaller_than_patch_are_refused(sr_images):
     with pytest.raises(ValueError, match="smaller than SR.DATA.PATCH_SIZE"):
-        SRPatchDataset(sr_images, scale=2, patch_size=64)
+        SRPatchDataset(list_images(sr_images, "x"), scale=2, patch_size=64)
+
+
+def test_validation_images_are_carved_out_of_training(sr_images, tmp_path):
+    files = list_images(sr_images, "x")
+    train, val = train_val_files(_cfg(sr_images, str(tmp_path), "baseline",
+                                      "SR.DATA.VAL_EVERY", 2))
+    assert val == files[::2] and train == files[1::2]
+    # the trainer draws its patches from the training images only
+    trainer = SRTrainer(_cfg(sr_images, str(tmp_path), "baseline", "SR.DATA.VAL_EVERY", 2))
+    assert len(trainer._trainer.data_loader.dataset.images) == 2
+    train, val = train_val_files(_cfg(sr_images, str(tmp_path), "baseline",
+                                      "SR.DATA.VAL_EVERY", 0))
+    assert (train, val) == (files, [])
+    with pytest.raises(ValueError, match="leaves no training image"):
+        SRTrainer(_cfg(sr_images, str(tmp_path), "baseline", "SR.DATA.VAL_EVERY", 4,
+                       "SR.DATA.TRAIN_DIR", str(_one_image(sr_images, tmp_path))))
+
+
+def _one_image(sr_images, tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(list_images(sr_images, "x")[0], folder)
+    return folder
+
+
+def test_validation_crops_are_centred_squares(sr_images):
+    files = list_images(sr_images, "x")[:2]          # 40 x 46 images
+    crops = load_val_set(files, scale=2, crop=24)
+    assert [c["hr"].shape for c in crops] == [(1, 24, 24)] * 2
+    assert crops[0]["lr"].shape == (1, 12, 12) and crops[0]["bicubic"].shape == (1, 24, 24)
+    whole = load_val_set(files, scale=2, crop=0)[0]["hr"]
+    assert whole.shape == (1, 40, 40)
+    assert torch.equal(crops[0]["hr"], whole[:, 8:32, 8:32])  # the centre of the 40x46 image
+    assert load_val_set(files, scale=3, crop=300)[0]["hr"].shape == (1, 39, 39)
+
+
+def test_validation_curve_points_and_resume(sr_images, tmp_path):
+    out = str(tmp_path / "curve")
+    res = SRTrainer.run(_cfg(sr_images, out, "baseline", "SR.VAL_PERIOD", 2,
+                             "SOLVER.MAX_ITER", 5, "SOLVER.CHECKPOINT_PERIOD", 2))
+    curve = res["curve"]
+    assert [p["iter"] for p in curve] == [0, 2, 4, 5]   # start, every 2, the end
+    assert curve[-1]["val/psnr"] == pytest.approx(res["val/psnr"])
+    assert set(curve[0]) == {"iter", "val/psnr", "loss/loss_rec", "grad_norm/loss_rec"}
+    with open(os.path.join(out, "val_curve.json")) as f:
+        assert json.load(f) == curve
+    # resumed from the checkpoint after 4 iterations: earlier points kept, none repeated
+    os.remove(os.path.join(out, "model_final.pth"))
+    with open(os.path.join(out, "last_checkpoint"), "w") as f:
+        f.write("model_0000003.pth")
+    again = SRTrainer.run(_cfg(sr_images, out, "baseline", "SR.VAL_PERIOD", 2,
+                               "SOLVER.MAX_ITER", 5, "SOLVER.CHECKPOINT_PERIOD", 2),
+                          resume=True)
+    assert [p["iter"] for p in again["curve"]] == [0, 2, 4, 5]
+    assert again["curve"][:3] == curve[:3]
+    # no validation split: no curve, whatever SR.VAL_PERIOD says
+    plain_out = tmp_path / "plain"
+    plain = SRTrainer.run(_cfg(sr_images, str(plain_out), "baseline", "SR.DATA.VAL_EVERY", 0,
+                               "SR.VAL_PERIOD", 2))
+    assert set(plain) == {"tiny/psnr", "tiny/ssim"}
+    assert not (plain_out / "val_curve.json").exists()
+
+
+def test_loss_diagnostics_are_the_gradient_norms_on_the_sr_network(sr_images, tmp_path):
+    teacher_out = str(tmp_path / "teacher")
+    SRTrainer.run(_cfg(sr_images, teacher_out, "teacher", "SR.DATA.VAL_EVERY", 0))
+    cfg = _cfg(sr_images, str(tmp_path / "s"), "student", "SR.KD.VID_WEIGHT", 0.5,
+               "SR.KD.TEACHER_WEIGHTS", os.path.join(teacher_out, "model_final.pth"))
+    model = SRTrainer.build_model(cfg)
+    images = load_val_set(list_images(sr_images, "x")[:2], 2, 16)
+    diag = loss_diagnostics(model, images)
+    batch = {"lr": torch.stack([im["lr"] for im in images]),
+             "hr": torch.stack([im["hr"] for im in images])}
+    losses = model(batch)        # equal-size crops: the batch mean is the mean over images
+    for name, loss in losses.items():
+        assert diag[f"loss/{name}"] == pytest.approx(float(loss), rel=1e-5)
+        grads = torch.autograd.grad(loss, list(model.student.parameters()),
+                                    retain_graph=True, allow_unused=True)
+        norm = sum(float(g.pow(2).sum()) for g in grads if g is not None) ** 0.5
+        assert diag[f"grad_norm/{name}"] == pytest.approx(norm, rel=1e-4)
+    assert diag["grad_norm/loss_vid"] > 0
+    assert all(p.grad is None for p in model.parameters())
