@@ -1,27 +1,17 @@
 """ClsDistiller: one trainable student, its frozen teachers and a registered method."""
-import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
+from kd_det.modeling.diagnostics import grad_norms
 from kd_det.modeling.frozen import DistillerBase
 
 from .methods import ClsMethod
 from .models import ClassifierNet
 
-__all__ = ["ClsDistiller", "grad_norms"]
-
-
-def grad_norms(losses: Dict[str, torch.Tensor], params: List[nn.Parameter]) -> Dict[str, float]:
-    """The L2 norm of the gradient each loss alone puts on `params` (0 for a loss that does
-    not reach them); the graph is kept and no .grad is touched, so the step is unchanged."""
-    out = {}
-    for name, loss in losses.items():
-        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        out[name] = math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
-    return out
+__all__ = ["ClsDistiller"]
 
 
 class ClsDistiller(DistillerBase):

@@ -7,7 +7,6 @@ the student sampled and the ROIs the student sampled, never runs its own proposa
 generation, NMS or post-processing. Inference runs the student alone.
 """
 import logging
-import math
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
@@ -21,6 +20,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
+from .diagnostics import grad_norms
 from .frozen import DistillerBase
 from .kd_terms import KDStep, KDTerm, align_rpn_terms, build_kd_terms, inherit_from_teacher
 from .teacher import build_teacher, build_teacher_cfgs, teacher_specs
@@ -323,14 +323,9 @@ class DistillRCNN(DistillerBase):
         if storage.iter % self.diagnostics_period or comm.get_world_size() > 1:
             return
         params = [p for p in self.student.parameters() if p.requires_grad]
-
-        def grad_norm(loss):
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
-
-        out = {f"grad_norm/{k}": grad_norm(v) for k, v in {**task, **kd}.items()}
-        task_norm = grad_norm(sum(task.values()))
-        out["grad_norm/task_total"] = task_norm
+        norms = grad_norms({**task, **kd, "task_total": sum(task.values())}, params)
+        out = {f"grad_norm/{k}": v for k, v in norms.items()}
+        task_norm = norms["task_total"]
         for k in kd:
             out[f"grad_ratio/{k}"] = out[f"grad_norm/{k}"] / max(task_norm, 1e-12)
         with torch.no_grad():

@@ -8,9 +8,9 @@ import torch
 from detectron2.engine import HookBase, hooks
 from detectron2.evaluation import inference_context
 
-from kd_det.classification.distiller import grad_norms
 from kd_det.engine.aux_trainer import AUX_TRAINER_REGISTRY, AuxTrainer, build_infinite_loader
 from kd_det.file_io import save_json
+from kd_det.modeling.diagnostics import grad_norms
 
 from .config import add_sr_config, check_sr_config, train_val_files
 from .data import SRPatchDataset, load_test_set, load_val_set
