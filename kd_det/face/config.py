@@ -27,8 +27,10 @@ def add_face_config(cfg: CfgNode) -> CfgNode:
     cfg.FACE.DATA = CfgNode()
     # Olivetti faces (MATLAB v5, key "faces": 4096 x 400, 40 people x 10 consecutive images).
     cfg.FACE.DATA.PATH = os.path.join("..", "shared", "data", "olivetti", "olivettifaces.mat")
-    # Images of each identity held out for testing (the rest train); fixed by SPLIT_SEED.
+    # Images of each identity held out for testing, then for validation (the search of
+    # the KD weights and the learning curves; 0 = none); the rest train. Fixed by SPLIT_SEED.
     cfg.FACE.DATA.TEST_PER_IDENTITY = 3
+    cfg.FACE.DATA.VAL_PER_IDENTITY = 2
     cfg.FACE.DATA.SPLIT_SEED = 0
     # Random horizontal flips of the training faces.
     cfg.FACE.DATA.FLIP = True
@@ -60,10 +62,17 @@ def add_face_config(cfg: CfgNode) -> CfgNode:
     # A key of kd_det.losses.FEATURE_LOSSES: "mmd" (MK-MMD, the paper) or "l2"
     # (normalised-feature L2, the classic alternative).
     cfg.FACE.KD.FEATURE_LOSS = "mmd"
+    # Every this many iterations, log under kd_diag/ each term's gradient norm on the
+    # student, its ratio and cosine to the CE gradient, and the teacher's accuracy on its
+    # own input and on the student's (0: off; costs one backward per term).
+    cfg.FACE.KD.DIAGNOSTICS_PERIOD = 0
     cfg.FACE.TEST = CfgNode()
     # Probe resolutions (shorter side, pixels; 0 = original): held-out faces are downscaled
     # to each and resized back, then matched against the original-resolution training faces.
     cfg.FACE.TEST.PROBE_SIZES = (0, 30, 20, 16, 12, 8)
+    # Rank-1 on the validation faces every this many iterations and at the end, into
+    # OUTPUT_DIR/curve.json (the learning curve; 0: at the end only, in the results).
+    cfg.FACE.TEST.VAL_PERIOD = 0
     return cfg
 
 
@@ -88,6 +97,12 @@ def check_face_config(cfg: CfgNode) -> None:
     if any(s < 0 for s in f.TEST.PROBE_SIZES) or not f.TEST.PROBE_SIZES:
         raise ValueError(f"FACE.TEST.PROBE_SIZES={tuple(f.TEST.PROBE_SIZES)}: give sizes in "
                          "pixels, 0 for the original resolution")
+    if f.TEST.VAL_PERIOD < 0 or f.KD.DIAGNOSTICS_PERIOD < 0:
+        raise ValueError(f"FACE.TEST.VAL_PERIOD={f.TEST.VAL_PERIOD} and "
+                         f"FACE.KD.DIAGNOSTICS_PERIOD={f.KD.DIAGNOSTICS_PERIOD} must be >= 0")
+    if f.TEST.VAL_PERIOD and not f.DATA.VAL_PER_IDENTITY:
+        raise ValueError("FACE.TEST.VAL_PERIOD needs validation faces: set "
+                         "FACE.DATA.VAL_PER_IDENTITY >= 1")
     if f.METHOD == "none" and f.TEACHER.WEIGHTS:
         raise ValueError("FACE.TEACHER.WEIGHTS is set but FACE.METHOD is 'none' (no teacher): "
                          "use FACE.METHOD kd or clear the key")

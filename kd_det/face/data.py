@@ -1,5 +1,5 @@
-"""Olivetti faces: a fixed identity-stratified split, and the training batches (flips, and
-the LR augmentation of the student's copy).
+"""Olivetti faces: a fixed identity-stratified train / validation / test split, and the
+training batches (flips, and the LR augmentation of the student's copy).
 
 The file is MATLAB v5 with one 64x64 face per column, stored column-major, 40 people x 10
 consecutive images; faces are (1, 64, 64) floats in [0, 1] (the BatchNorm after the first
@@ -12,10 +12,11 @@ import torch
 
 from kd_det.data import LRDegradation
 
-__all__ = ["FaceBatches", "build_degradation", "load_olivetti", "load_split"]
+__all__ = ["SPLITS", "FaceBatches", "build_degradation", "load_olivetti", "load_split"]
 
 IMAGES_PER_IDENTITY = 10
 SIDE = 64
+SPLITS = ("train", "val", "test")
 
 
 @functools.lru_cache(maxsize=2)
@@ -41,25 +42,32 @@ def load_olivetti(path: str) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_split(cfg, split: str) -> torch.utils.data.TensorDataset:
-    """"train" or "test": per identity, FACE.DATA.TEST_PER_IDENTITY images (drawn once with
-    FACE.DATA.SPLIT_SEED) are held out and the others train."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    """"train", "val" or "test": each identity's images are put in an order drawn once with
+    FACE.DATA.SPLIT_SEED; the first FACE.DATA.TEST_PER_IDENTITY are held out for testing,
+    the next FACE.DATA.VAL_PER_IDENTITY for validation, and the others train (so the test
+    faces do not depend on the size of the validation split)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     d = cfg.FACE.DATA
     images, labels = load_olivetti(d.PATH)
     num_ids = len(labels) // IMAGES_PER_IDENTITY
     if num_ids != cfg.FACE.NUM_IDENTITIES:
         raise ValueError(f"FACE.DATA.PATH={d.PATH!r} holds {num_ids} identities but "
                          f"FACE.NUM_IDENTITIES={cfg.FACE.NUM_IDENTITIES}")
-    if not 1 <= d.TEST_PER_IDENTITY < IMAGES_PER_IDENTITY:
-        raise ValueError(f"FACE.DATA.TEST_PER_IDENTITY={d.TEST_PER_IDENTITY} must lie in "
-                         f"1..{IMAGES_PER_IDENTITY - 1}")
+    n_test, n_val = d.TEST_PER_IDENTITY, d.VAL_PER_IDENTITY
+    if n_test < 1 or n_val < 0 or n_test + n_val >= IMAGES_PER_IDENTITY:
+        raise ValueError(f"FACE.DATA.TEST_PER_IDENTITY={n_test} (>= 1) and "
+                         f"FACE.DATA.VAL_PER_IDENTITY={n_val} (>= 0) must leave at least one "
+                         f"of the {IMAGES_PER_IDENTITY} images of each identity to train")
     g = torch.Generator().manual_seed(d.SPLIT_SEED)
     orders = torch.stack([torch.randperm(IMAGES_PER_IDENTITY, generator=g)
                           for _ in range(num_ids)])
-    held_out = orders[:, :d.TEST_PER_IDENTITY] if split == "test" else \
-        orders[:, d.TEST_PER_IDENTITY:]
-    idx = (held_out + IMAGES_PER_IDENTITY * torch.arange(num_ids)[:, None]).flatten()
+    bounds = {"test": (0, n_test), "val": (n_test, n_test + n_val),
+              "train": (n_test + n_val, IMAGES_PER_IDENTITY)}[split]
+    if bounds[0] == bounds[1]:
+        raise ValueError(f"no {split!r} split: FACE.DATA.VAL_PER_IDENTITY is 0")
+    idx = (orders[:, bounds[0]:bounds[1]]
+           + IMAGES_PER_IDENTITY * torch.arange(num_ids)[:, None]).flatten()
     return torch.utils.data.TensorDataset(images[idx], labels[idx])
 
 

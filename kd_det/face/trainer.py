@@ -3,6 +3,7 @@ import logging
 from typing import Dict
 
 import torch
+from detectron2.engine import hooks
 from detectron2.evaluation import inference_context
 
 from kd_det.data import down_up
@@ -12,6 +13,7 @@ from kd_det.engine.aux_trainer import (
     build_infinite_loader,
     load_aux_teacher,
 )
+from kd_det.engine.hooks import EvalCurveHook
 
 from .config import add_face_config, check_face_config
 from .data import FaceBatches, build_degradation, load_split
@@ -34,13 +36,14 @@ def load_teacher(cfg, path: str, key: str = "FACE.TEACHER.WEIGHTS") -> FaceNet:
 
 
 @torch.no_grad()
-def evaluate_identification(model, cfg) -> Dict[str, float]:
-    """Rank-1 identification (%) per FACE.TEST.PROBE_SIZES: every held-out face, downscaled
-    to the probe size and resized back, takes the identity of its nearest (cosine)
-    original-resolution training face. `model` maps {"image"} to normalised embeddings."""
+def evaluate_identification(model, cfg, split: str = "test") -> Dict[str, float]:
+    """Rank-1 identification (%) per FACE.TEST.PROBE_SIZES: every face of `split` ("test"
+    or "val"), downscaled to the probe size and resized back, takes the identity of its
+    nearest (cosine) original-resolution training face. `model` maps {"image"} to
+    normalised embeddings."""
     device = next(model.parameters()).device
     gallery, gallery_ids = load_split(cfg, "train").tensors
-    probes, probe_ids = load_split(cfg, "test").tensors
+    probes, probe_ids = load_split(cfg, split).tensors
     out = {}
     with inference_context(model):
         g = model({"image": gallery.to(device)}).cpu()
@@ -67,7 +70,7 @@ class FaceTrainer(AuxTrainer):
             build_face_net(f.MODEL, cfg), teacher, teacher_input=f.KD.TEACHER_INPUT,
             hard_weight=f.KD.HARD_WEIGHT, soft_weight=f.KD.SOFT_WEIGHT,
             feat_weight=f.KD.FEAT_WEIGHT, temperature=f.KD.TEMPERATURE,
-            feature_loss=f.KD.FEATURE_LOSS)
+            feature_loss=f.KD.FEATURE_LOSS, diagnostics_period=f.KD.DIAGNOSTICS_PERIOD)
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -81,9 +84,26 @@ class FaceTrainer(AuxTrainer):
                                        num_workers=cfg.DATALOADER.NUM_WORKERS)
         return FaceBatches(loader, cfg.SEED, cfg.FACE.DATA.FLIP, build_degradation(cfg))
 
+    def build_hooks(self):
+        """The shared hooks, plus the validation curve (FACE.TEST.VAL_PERIOD, written to
+        OUTPUT_DIR/curve.json and metrics.json) after the final evaluation."""
+        ret = super().build_hooks()
+        period = self.cfg.FACE.TEST.VAL_PERIOD
+        if period:
+            at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook)) + 1
+            ret.insert(at, EvalCurveHook(
+                period, lambda: {"val": evaluate_identification(self.model, self.cfg, "val")},
+                self.cfg.OUTPUT_DIR))
+        return ret
+
     @classmethod
     def test(cls, cfg, model) -> Dict[str, float]:
+        """Rank-1 per probe on the test faces and, when there is a validation split, on it
+        under "val/"."""
         out = evaluate_identification(model, cfg)
+        if cfg.FACE.DATA.VAL_PER_IDENTITY:
+            out.update({f"val/{k}": v for k, v in
+                        evaluate_identification(model, cfg, "val").items()})
         logger.info("face %s: %s", cfg.FACE.METHOD,
                     ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
         return out

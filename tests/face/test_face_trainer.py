@@ -12,6 +12,7 @@ import torch
 from kd_det.data import LRDegradation
 from kd_det.face import FaceTrainer
 from kd_det.face.data import FaceBatches, load_olivetti, load_split
+from kd_det.face.distiller import gradient_diagnostics
 from kd_det.face.models import FaceNet
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "face")
@@ -32,7 +33,7 @@ def _cfg(olivetti_mat, out, config="student.yaml", iters=4, *extra):
 @pytest.fixture(scope="module")
 def teacher_weights(olivetti_mat, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    FaceTrainer.run(_cfg(olivetti_mat, out, "teacher.yaml", 6))
+    FaceTrainer.run(_cfg(olivetti_mat, out, "teacher.yaml", 6, "FACE.TEST.VAL_PERIOD", 3))
     return os.path.join(out, "model_final.pth")
 
 
@@ -48,14 +49,27 @@ def test_olivetti_layout_is_read_column_major(olivetti_mat):
 
 def test_split_is_identity_stratified_fixed_and_disjoint(olivetti_mat, tmp_path):
     cfg = _cfg(olivetti_mat, tmp_path)
-    train, test = load_split(cfg, "train"), load_split(cfg, "test")
-    assert torch.bincount(train.tensors[1]).tolist() == [7] * 4
-    assert torch.bincount(test.tensors[1]).tolist() == [3] * 4
-    flat = torch.cat([train.tensors[0], test.tensors[0]]).flatten(1)
+    splits = {name: load_split(cfg, name) for name in ("train", "val", "test")}
+    for name, per_identity in (("train", 5), ("val", 2), ("test", 3)):
+        assert torch.bincount(splits[name].tensors[1]).tolist() == [per_identity] * 4
+    flat = torch.cat([d.tensors[0] for d in splits.values()]).flatten(1)
     assert len(torch.unique(flat, dim=0)) == 40
-    assert torch.equal(load_split(cfg, "test").tensors[0], test.tensors[0])
+    test = splits["test"].tensors[0]
+    assert torch.equal(load_split(cfg, "test").tensors[0], test)
     other = _cfg(olivetti_mat, tmp_path, "student.yaml", 4, "FACE.DATA.SPLIT_SEED", 1)
-    assert not torch.equal(load_split(other, "test").tensors[0], test.tensors[0])
+    assert not torch.equal(load_split(other, "test").tensors[0], test)
+    # the validation faces come out of the training ones; the test faces stay the same
+    no_val = _cfg(olivetti_mat, tmp_path, "student.yaml", 4, "FACE.DATA.VAL_PER_IDENTITY", 0)
+    assert torch.equal(load_split(no_val, "test").tensors[0], test)
+    def rows(*sets):
+        return torch.unique(torch.cat([d.tensors[0] for d in sets]).flatten(1), dim=0)
+
+    assert torch.equal(rows(splits["val"], splits["train"]), rows(load_split(no_val, "train")))
+    with pytest.raises(ValueError, match="no 'val' split"):
+        load_split(no_val, "val")
+    too_many = _cfg(olivetti_mat, tmp_path, "student.yaml", 4, "FACE.DATA.VAL_PER_IDENTITY", 7)
+    with pytest.raises(ValueError, match="VAL_PER_IDENTITY=7"):
+        load_split(too_many, "train")
 
 
 def test_batches_flip_and_degrade_deterministically(olivetti_mat, tmp_path):
@@ -75,19 +89,49 @@ def test_batches_flip_and_degrade_deterministically(olivetti_mat, tmp_path):
     assert not torch.equal(batches(1)["image"], a["image"])
 
 
-def test_teacher_trains_and_reports_rank1_per_probe(teacher_weights):
+def test_teacher_trains_and_reports_rank1_per_probe_on_test_and_val(teacher_weights):
     out = os.path.dirname(teacher_weights)
     saved = json.load(open(os.path.join(out, "results.json")))
-    assert list(saved["results"]) == [f"rank1/{p}" for p in PROBES]
+    assert list(saved["results"]) == ([f"rank1/{p}" for p in PROBES]
+                                      + [f"val/rank1/{p}" for p in PROBES])
     assert all(0.0 <= v <= 100.0 for v in saved["results"].values())
     assert "ENABLED: false" in saved["config"]
+
+
+def test_val_period_writes_the_validation_curve(teacher_weights):
+    out = os.path.dirname(teacher_weights)
+    curve = json.load(open(os.path.join(out, "curve.json")))
+    assert [p["iter"] for p in curve] == [3, 6]
+    final = json.load(open(os.path.join(out, "results.json")))["results"]
+    assert {k: v for k, v in curve[-1].items() if k.startswith("val/")} == \
+        {k: v for k, v in final.items() if k.startswith("val/")}
+    metrics = [json.loads(x) for x in open(os.path.join(out, "metrics.json"))]
+    assert [m["iteration"] for m in metrics if "val/rank1/8px" in m] == [2, 6]
+
+
+def test_val_period_needs_validation_faces(olivetti_mat, tmp_path):
+    with pytest.raises(ValueError, match="FACE.TEST.VAL_PERIOD needs validation faces"):
+        FaceTrainer(_cfg(olivetti_mat, tmp_path, "student.yaml", 4, "FACE.TEST.VAL_PERIOD", 2,
+                         "FACE.DATA.VAL_PER_IDENTITY", 0))
+
+
+def test_gradient_diagnostics_by_hand():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    losses = {"loss_cls": 3 * w[0], "loss_a": -w[0] + w[1], "loss_b": 2 * (w ** 2).sum()}
+    d = gradient_diagnostics(losses, [w], "loss_cls")  # gradients (3, 0), (-1, 1), (4, 8)
+    assert d["grad_norm/loss_cls"] == pytest.approx(3.0)
+    assert d["grad_ratio/loss_a"] == pytest.approx(2 ** 0.5 / 3)
+    assert d["grad_cos/loss_a"] == pytest.approx(-(2 ** -0.5))
+    assert d["grad_ratio/loss_b"] == pytest.approx(80 ** 0.5 / 3)
+    assert d["grad_cos/loss_b"] == pytest.approx(4 / 80 ** 0.5)
+    assert "grad_ratio/loss_cls" not in d
 
 
 @pytest.mark.parametrize("feature_loss", ["mmd", "l2"])
 def test_kd_keeps_teacher_fixed_and_out_of_checkpoints(olivetti_mat, tmp_path, teacher_weights,
                                                        feature_loss):
     cfg = _cfg(olivetti_mat, tmp_path, f"kd_{feature_loss}.yaml", 4,
-               "FACE.TEACHER.WEIGHTS", teacher_weights)
+               "FACE.TEACHER.WEIGHTS", teacher_weights, "FACE.KD.DIAGNOSTICS_PERIOD", 2)
     trainer = FaceTrainer(cfg)
     model = trainer.model
     before = model.teacher_params_snapshot()
@@ -103,6 +147,13 @@ def test_kd_keeps_teacher_fixed_and_out_of_checkpoints(olivetti_mat, tmp_path, t
     assert final and all(k.startswith("student.") for k in final)
     metrics = [json.loads(x) for x in open(os.path.join(cfg.OUTPUT_DIR, "metrics.json"))]
     assert any(f"loss_{feature_loss}" in m and "loss_kd" in m for m in metrics)
+    # FACE.KD.DIAGNOSTICS_PERIOD 2: the terms against CE at iterations 0 and 2
+    diag = [m for m in metrics if f"kd_diag/grad_ratio/loss_{feature_loss}" in m]
+    assert [m["iteration"] for m in diag] == [0, 2]
+    for key in ("loss/loss_cls", f"loss/loss_{feature_loss}", "grad_norm/loss_cls",
+                "grad_cos/loss_kd", "teacher_acc/own_input", "teacher_acc/student_input"):
+        assert all(f"kd_diag/{key}" in m for m in diag)
+    assert all(0 <= m["kd_diag/teacher_acc/student_input"] <= 100 for m in diag)
 
 
 def test_eval_only_reproduces_the_final_evaluation(olivetti_mat, teacher_weights):
@@ -141,6 +192,8 @@ def test_shipped_configs_parse():
     for name in ("teacher", "teacher_lr", "student", "kd_l2", "kd_mmd", "kd_mmd_lr_teacher"):
         f = FaceTrainer.setup_cfg(os.path.join(CONFIGS, f"{name}.yaml")).FACE
         methods[name] = (f.METHOD, f.LR.ENABLED, f.KD.FEATURE_LOSS, f.KD.TEACHER_INPUT)
+        assert (f.DATA.TEST_PER_IDENTITY, f.DATA.VAL_PER_IDENTITY, f.TEST.VAL_PERIOD) == (3, 2, 100)
+        assert f.KD.DIAGNOSTICS_PERIOD == (100 if f.METHOD == "kd" else 0)
     assert methods["teacher"][:2] == ("none", False)
     assert methods["teacher_lr"][:2] == ("none", True)
     assert methods["student"][:2] == ("none", True)
@@ -159,4 +212,4 @@ def test_real_olivetti_file(shared_data):
     mean = images.mean(0)[0]
     assert (mean - mean.flip(1)).abs().mean() < 0.5 * (mean - mean.flip(0)).abs().mean()
     cfg = FaceTrainer.setup_cfg(os.path.join(CONFIGS, "student.yaml"), ["FACE.DATA.PATH", path])
-    assert len(load_split(cfg, "train")) == 280 and len(load_split(cfg, "test")) == 120
+    assert [len(load_split(cfg, split)) for split in ("train", "val", "test")] == [200, 80, 120]
