@@ -1,4 +1,5 @@
-"""Classification distillation on Fashion-MNIST, under the protocol of issue 16.
+"""Classification distillation on Fashion-MNIST: validation search, plateau schedule,
+test once over seeds.
 
 - Splits: 55,000 train / 5,000 val carved from the training images / the official 10,000
   test images. Val chooses each method's weights and draws the learning curves; test is

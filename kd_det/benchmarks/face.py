@@ -1,5 +1,5 @@
-"""Low-resolution face recognition KD (Wang et al., ICCV-W 2019) on the Olivetti faces,
-under the protocol of issue 16.
+"""Low-resolution face recognition KD (Wang et al., ICCV-W 2019) on the Olivetti faces:
+validation search, plateau schedule, test once over seeds.
 
 - Splits: per identity, FACE.DATA.TEST_PER_IDENTITY test faces, VAL_PER_IDENTITY
   validation faces and the rest to train (fixed by SPLIT_SEED). Validation chooses the KD

@@ -1,4 +1,4 @@
-"""The PISR benchmark at one scale, under the protocol of issue 16.
+"""The PISR benchmark at one scale: validation search, plateau schedule, test once over seeds.
 
 - Splits: SR.DATA.VAL_EVERY holds every 8th CSun_Hays80 image (10 of 80, by name) out of
   training; validation is the PSNR of their centred 288-px squares. Set5 and Set14 are the
