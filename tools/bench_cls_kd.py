@@ -17,10 +17,9 @@ with 25-iteration probes: student 0.050, teacher 0.153, KD / FNKD 0.078, FitNets
   ~ 7800 CPU-s on 2 workers = 65 min; +10% for two jobs sharing the memory bus and a few
   minutes of one idle core where the searches are decided: ~75 min.
 """
-import os
 
 from kd_det.benchmarks import classification
-from kd_det.benchmarks.orchestrator import benchmark_parser, start_benchmark
+from kd_det.benchmarks.orchestrator import apply_quick, benchmark_parser, start_benchmark
 
 
 def main():
@@ -29,21 +28,12 @@ def main():
     parser.add_argument("--extra-iters", type=int, default=2000,
                         help="iterations of MEAL V2 and of its continued-CE control, from "
                              "the trained student alone")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: a slice of the data, tiny networks, a few "
-                             "iterations; results under --output-root, not results/")
     args = parser.parse_args()
-    opts = list(args.opts)
     if args.quick:
-        quick = classification.quick_settings()
-        args.iters, args.extra_iters = quick["iters"], quick["extra_iters"]
-        opts = quick["opts"] + opts
-        args.output_root = args.output_root.rstrip("/") + "_quick"
-        args.json = os.path.join(args.output_root, "cls_kd.json")
-        args.png = os.path.join(args.output_root, "cls_kd.png")
+        apply_quick(args, classification.quick_settings())
     report = classification.run_benchmark(
         args.config_dir, args.output_root, args.json, args.png, args.seeds, args.iters,
-        args.extra_iters, command=start_benchmark(args), opts=opts, jobs=args.jobs)
+        args.extra_iters, command=start_benchmark(args), opts=args.opts, jobs=args.jobs)
     print(classification.format_table(report))
 
 

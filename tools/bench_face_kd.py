@@ -19,29 +19,20 @@ step ~0.2 s:
   ~ 6500 CPU-s over 2 workers: ~55 min, ~60 min with the CPU timing and the last run's
   tail. On a machine loaded by other jobs it stretches accordingly (x3 at load 3).
 """
-import os
 
 from kd_det.benchmarks import face
-from kd_det.benchmarks.orchestrator import benchmark_parser, start_benchmark
+from kd_det.benchmarks.orchestrator import apply_quick, benchmark_parser, start_benchmark
 
 
 def main():
     parser = benchmark_parser(__doc__, "configs/face", "./output/face_bench",
                               "results/face_lr_kd.json", iters=2000, jobs=2)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: tiny networks, a few iterations; results under "
-                             "--output-root, not results/")
     args = parser.parse_args()
-    opts = list(args.opts)
     if args.quick:
-        quick = face.quick_settings()
-        args.iters, opts = quick["iters"], quick["opts"] + opts
-        args.output_root = args.output_root.rstrip("/") + "_quick"
-        args.json = os.path.join(args.output_root, "face_lr_kd.json")
-        args.png = os.path.join(args.output_root, "face_lr_kd.png")
+        apply_quick(args, face.quick_settings())
     report = face.run_benchmark(
         args.config_dir, args.output_root, args.json, args.png, args.seeds, args.iters,
-        command=start_benchmark(args), opts=opts, jobs=args.jobs)
+        command=start_benchmark(args), opts=args.opts, jobs=args.jobs)
     print(report["table_markdown"])
 
 

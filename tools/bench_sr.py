@@ -19,10 +19,9 @@ val evaluation ~6 s, a worker's start ~5 s: ~35 s a run.
   ~ 4100 s = 68 min; +10% for two jobs sharing the memory bus: ~75 min. On a machine
   busy with two other trainings, expect ~1.45x (wall-clock of the probes).
 """
-import os
 
 from kd_det.benchmarks import sr
-from kd_det.benchmarks.orchestrator import benchmark_parser, start_benchmark
+from kd_det.benchmarks.orchestrator import apply_quick, benchmark_parser, start_benchmark
 
 
 def main():
@@ -30,21 +29,12 @@ def main():
                          iters=16000, jobs=2)
     p.add_argument("--scale", type=int, default=3, choices=(2, 3, 4),
                    help="the one SR scale of the benchmark (configs/sr/*-x<scale>.yaml)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: a few iterations on small patches, Set5 only; results "
-                        "under --output-root, not results/")
     args = p.parse_args()
-    opts = list(args.opts)
     if args.quick:
-        quick = sr.quick_settings()
-        args.iters = quick["iters"]
-        opts = quick["opts"] + opts
-        args.output_root = args.output_root.rstrip("/") + "_quick"
-        args.json = os.path.join(args.output_root, "sr_pisr.json")
-        args.png = os.path.join(args.output_root, "sr_pisr.png")
+        apply_quick(args, sr.quick_settings())
     report = sr.run_benchmark(
         args.config_dir, args.output_root, args.json, args.png, args.seeds, args.iters,
-        command=start_benchmark(args), scale=args.scale, opts=opts, jobs=args.jobs)
+        command=start_benchmark(args), scale=args.scale, opts=args.opts, jobs=args.jobs)
     print(report["table_markdown"])
 
 

@@ -29,7 +29,7 @@ from .machine import machine_info
 
 __all__ = ["Stage", "run_stages", "run_report", "cached_json", "config_fingerprint",
            "pick_best", "mean_spread", "add_run_arguments", "apply_run_arguments",
-           "benchmark_parser", "start_benchmark"]
+           "benchmark_parser", "apply_quick", "start_benchmark"]
 
 logger = logging.getLogger(__name__)
 
@@ -253,8 +253,24 @@ def benchmark_parser(doc: str, config_dir: str, output_root: str, json_path: str
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iters", type=int, default=iters, help="SOLVER.MAX_ITER of every run")
     add_run_arguments(p, threads=1, jobs=jobs)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: the whole pipeline with tiny settings; results under "
+                        "--output-root + _quick, not results/")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p
+
+
+def apply_quick(args, settings: Dict) -> None:
+    """--quick: `settings` ({"iters", "opts", other argument values}) replace the
+    arguments, its opts go before the user's, and every output moves to
+    <output-root>_quick."""
+    settings = dict(settings)
+    args.opts = list(settings.pop("opts", [])) + list(args.opts)
+    for key, value in settings.items():
+        setattr(args, key, value)
+    args.output_root = args.output_root.rstrip("/") + "_quick"
+    args.json = os.path.join(args.output_root, os.path.basename(args.json))
+    args.png = os.path.join(args.output_root, os.path.basename(args.png))
 
 
 def start_benchmark(args) -> str:
