@@ -18,7 +18,13 @@ import json
 import os
 import sys
 
-from kd_det.benchmarks.detection import compare, format_table, role_configs, write_report
+from kd_det.benchmarks.detection import (
+    compare,
+    format_table,
+    read_curve,
+    role_configs,
+    write_report,
+)
 from kd_det.benchmarks.machine import machine_info
 from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
 from kd_det.data import register_all
@@ -133,6 +139,9 @@ def main():
         results["protocol"]["carried_over_from"] = args.carry_over
     if args.test_only:
         carry_selection(results, previous)
+        # this run's teacher, beside the carried curves of the selection's teacher
+        results["curves"]["teacher_this_run"] = read_curve(os.path.join(args.work_dir,
+                                                                        "teacher"))
     results["command"] = " ".join(["python"] + sys.argv)
     results["machine"] = machine_info()
     png = os.path.splitext(args.output)[0] + ".png"
