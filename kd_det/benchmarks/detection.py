@@ -15,13 +15,20 @@ from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_kd_config
 from ..engine import KDTrainer
 from ..modeling.backbone import add_mobilenet_config
-from .orchestrator import Stage, cached_json, config_fingerprint, mean_spread, run_stages
+from .orchestrator import (
+    Stage,
+    cached_json,
+    config_fingerprint,
+    mean_spread,
+    read_diagnostics,
+    run_stages,
+)
 from .report import Bars, Curves, mean_std, save_report
 from .timing import median_time
 
 __all__ = ["load_cfg", "detection_fingerprint", "train_detector", "stage_cfg",
            "inference_seconds_per_image", "evaluate_weights", "backbone_gflops", "read_curve",
-           "read_diagnostics", "time_to_accuracy", "summarize", "compare", "compare_teachers",
+           "time_to_accuracy", "summarize", "compare", "compare_teachers",
            "write_report",
            "format_table", "role_configs"]
 
@@ -152,21 +159,6 @@ def read_curve(output_dir: str) -> List[Dict]:
         rows = json.load(f)
     return [{"iter": r["iter"], "seconds": r["seconds"], "AP": r["bbox/AP"],
              "AP50": r["bbox/AP50"], "AP75": r.get("bbox/AP75")} for r in rows]
-
-
-def read_diagnostics(output_dir: str) -> Dict[str, Dict[str, float]]:
-    """Mean, first and last value of every kd_diag/* scalar a stage logged."""
-    path = os.path.join(output_dir, "metrics.json")
-    series: Dict[str, List[float]] = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                row = json.loads(line)
-                for k, v in row.items():
-                    if k.startswith("kd_diag/"):
-                        series.setdefault(k[len("kd_diag/"):], []).append(float(v))
-    return {k: {"mean": sum(v) / len(v), "first": v[0], "last": v[-1], "n": len(v)}
-            for k, v in sorted(series.items())}
 
 
 def time_to_accuracy(curve: List[Dict], baseline_curve: List[Dict],
@@ -323,8 +315,13 @@ def compare(
         results["validation"] = val
         results["validation_gap_closed"] = {
             row: {m: _gap_closed(val, row, m) for m in ("AP50", "AP")} for row in rows[1:]}
+        search_runs = bool(ablations) or not carried
         results["ablation"] = ({name: summarize(st) for name, st in by_group["ablation"].items()}
-                               if ablations or not carried else prev.get("ablation", {}))
+                               if search_runs else prev.get("ablation", {}))
+        if not search_runs:
+            results["protocol"]["ablation"] = (
+                "carried over: the option search of the earlier results, distilled from the "
+                "teacher those results used")
         results["curves"] = {"teacher": read_curve(os.path.join(output_dir, "teacher"))}
         results["diagnostics"] = {}
         for row in rows:

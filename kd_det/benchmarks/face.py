@@ -32,8 +32,14 @@ import torch
 from ..face import FaceTrainer
 from ..face.models import build_face_net
 from ..face.trainer import probe_name
-from .detection import read_diagnostics
-from .orchestrator import Stage, config_fingerprint, mean_spread, pick_best, run_report
+from .orchestrator import (
+    Stage,
+    config_fingerprint,
+    mean_spread,
+    pick_best,
+    read_diagnostics,
+    run_report,
+)
 from .report import Bars, Curves, mean_std
 from .timing import interleaved_times
 

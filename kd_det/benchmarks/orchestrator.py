@@ -28,7 +28,7 @@ from ..file_io import save_json
 from .machine import machine_info
 
 __all__ = ["Stage", "run_stages", "run_report", "cached_json", "config_fingerprint",
-           "pick_best", "mean_spread", "add_run_arguments", "apply_run_arguments",
+           "read_diagnostics", "pick_best", "mean_spread", "add_run_arguments", "apply_run_arguments",
            "benchmark_parser", "apply_quick", "start_benchmark"]
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,22 @@ def cached_json(path: str, fingerprint: str, compute: Callable[[], Dict]) -> Dic
     record = {"fingerprint": fingerprint, **compute()}
     save_json(path, record)
     return record
+
+
+def read_diagnostics(output_dir: str) -> Dict[str, Dict[str, float]]:
+    """Mean, first and last value of every kd_diag/* scalar a stage logged in its
+    metrics.json (the diagnostics every trainer writes under that prefix)."""
+    path = os.path.join(output_dir, "metrics.json")
+    series: Dict[str, List[float]] = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                for k, v in row.items():
+                    if k.startswith("kd_diag/"):
+                        series.setdefault(k[len("kd_diag/"):], []).append(float(v))
+    return {k: {"mean": sum(v) / len(v), "first": v[0], "last": v[-1], "n": len(v)}
+            for k, v in sorted(series.items())}
 
 
 def _log_to(output_dir: str) -> None:

@@ -1,5 +1,4 @@
-"""The detection protocol: its bookkeeping (time-to-accuracy, KD diagnostics read back from
-metrics.json, the kd_best settings diff, stage fingerprints) and a whole tiny run."""
+"""The detection protocol: its bookkeeping (time-to-accuracy, KD the kd_best settings diff, stage fingerprints) and a whole tiny run."""
 import glob
 import json
 import os
@@ -12,7 +11,6 @@ from kd_det.benchmarks.detection import (
     detection_fingerprint,
     load_cfg,
     read_curve,
-    read_diagnostics,
     time_to_accuracy,
 )
 from kd_det.benchmarks.orchestrator import config_fingerprint
@@ -32,18 +30,6 @@ def test_time_to_accuracy_is_a_fraction_of_the_baseline_wall_clock():
     assert time_to_accuracy(early, base) == 0.4
     assert time_to_accuracy(_curve([(100, 5.0, 10.0)]), base) is None
     assert time_to_accuracy([], base) is None
-
-
-def test_read_diagnostics_averages_each_logged_scalar(tmp_path):
-    rows = [{"iteration": 19, "total_loss": 1.0},
-            {"iteration": 50, "kd_diag/grad_ratio/loss_hint": 0.2},
-            {"iteration": 100, "kd_diag/grad_ratio/loss_hint": 0.4,
-             "kd_diag/roi_bound_active_frac": 0.5}]
-    (tmp_path / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows))
-    diag = read_diagnostics(str(tmp_path))
-    g = diag["grad_ratio/loss_hint"]
-    assert g["mean"] == pytest.approx(0.3) and (g["first"], g["last"], g["n"]) == (0.2, 0.4, 2)
-    assert diag["roi_bound_active_frac"]["n"] == 1
 
 
 def test_kd_best_settings_are_the_kd_keys_that_differ():
@@ -135,6 +121,9 @@ def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread
     assert merged["baseline"]["AP50"] == [12.5] and merged["protocol"]["carried_over"] == [
         "baseline"]
     assert merged["curves"]["baseline"] == prev["curves"]["baseline"]
+    assert merged["ablation"] == prev["ablation"] and "carried over" in merged["protocol"][
+        "ablation"]
+    assert "ablation" not in res["protocol"]  # the search ran
     assert merged["kd"]["train_seconds"] == res["kd"]["train_seconds"]
     with pytest.raises(ValueError, match="teacher's test AP"):
         only("baseline", prev)

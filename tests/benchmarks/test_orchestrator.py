@@ -8,7 +8,13 @@ import torch
 from detectron2.config import CfgNode
 
 from kd_det.benchmarks.machine import cpu_model, machine_info
-from kd_det.benchmarks.orchestrator import Stage, mean_spread, run_report, run_stages
+from kd_det.benchmarks.orchestrator import (
+    Stage,
+    mean_spread,
+    read_diagnostics,
+    run_report,
+    run_stages,
+)
 from kd_det.benchmarks.report import Bars, mean_std
 
 
@@ -116,3 +122,15 @@ def test_pick_best_prefers_the_best_score_then_the_first_listed():
     assert pick_best({"diverged": float("nan"), "ok": -5.0}) == "ok"
     with pytest.raises(ValueError, match="no candidate"):
         pick_best({"x": float("nan")})
+
+
+def test_read_diagnostics_averages_each_logged_scalar(tmp_path):
+    rows = [{"iteration": 19, "total_loss": 1.0},
+            {"iteration": 50, "kd_diag/grad_ratio/loss_hint": 0.2},
+            {"iteration": 100, "kd_diag/grad_ratio/loss_hint": 0.4,
+             "kd_diag/roi_bound_active_frac": 0.5}]
+    (tmp_path / "metrics.json").write_text("\n".join(json.dumps(r) for r in rows))
+    diag = read_diagnostics(str(tmp_path))
+    g = diag["grad_ratio/loss_hint"]
+    assert g["mean"] == pytest.approx(0.3) and (g["first"], g["last"], g["n"]) == (0.2, 0.4, 2)
+    assert diag["roi_bound_active_frac"]["n"] == 1
