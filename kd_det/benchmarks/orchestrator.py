@@ -28,8 +28,8 @@ from ..file_io import save_json
 from .machine import machine_info
 
 __all__ = ["Stage", "run_stages", "run_report", "cached_json", "config_fingerprint",
-           "read_diagnostics", "pick_best", "mean_spread", "add_run_arguments", "apply_run_arguments",
-           "benchmark_parser", "apply_quick", "start_benchmark"]
+           "read_diagnostics", "pick_best", "mean_spread", "add_run_arguments",
+           "apply_run_arguments", "benchmark_parser", "apply_quick", "start_benchmark"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The detection protocol: its bookkeeping (time-to-accuracy, KD the kd_best settings diff, stage fingerprints) and a whole tiny run."""
+"""The detection protocol: its bookkeeping (time-to-accuracy, the kd_best settings diff,
+stage fingerprints) and a whole tiny run."""
 import glob
 import json
 import os
