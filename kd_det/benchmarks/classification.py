@@ -93,7 +93,7 @@ def quick_settings() -> Dict:
 def read_curves(output_dir: str, max_iter: int) -> Dict[str, List]:
     """A run's learning curves from its metrics.json, at the points that logged val top-1
     (every CLS.CURVE_PERIOD and the end): "iter" (iterations done), "val/top1", each loss
-    (median of the last 20 iterations) and each grad_norm/<loss>. A step logs at its 0-based
+    (median of the last 20 iterations) and each grad_norm/<term>. A step logs at its 0-based
     iteration, the final evaluation at max_iter; a resumed run's repeated lines count once."""
     points: Dict[int, Dict] = {}
     with open(os.path.join(output_dir, "metrics.json")) as f:

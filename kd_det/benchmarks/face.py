@@ -362,8 +362,8 @@ def format_tables(report: Dict) -> str:
         for label, c in s["candidates"].items():
             w, d = c["weights"], c["diagnostics"]
             feat = next((v["mean"] for k, v in d.items()
-                         if k.startswith("grad_ratio/") and k != "grad_ratio/loss_kd"), 0.0)
-            kd = d.get("grad_ratio/loss_kd", {"mean": 0.0})["mean"]
+                         if k.startswith("grad_ratio/") and k != "grad_ratio/kd"), 0.0)
+            kd = d.get("grad_ratio/kd", {"mean": 0.0})["mean"]
             lines.append(
                 f"| {ROWS[row].short} {label} | {w['SOFT_WEIGHT']} | {w['FEAT_WEIGHT']} | "
                 f"{w['TEMPERATURE']} | {c.get('val_score', float('nan')):.1f} | "

@@ -88,7 +88,9 @@ def cached_json(path: str, fingerprint: str, compute: Callable[[], Dict]) -> Dic
 
 def read_diagnostics(output_dir: str) -> Dict[str, Dict[str, float]]:
     """Mean, first and last value of every kd_diag/* scalar a stage logged in its
-    metrics.json (the diagnostics every trainer writes under that prefix)."""
+    metrics.json (the diagnostics every trainer writes under that prefix), named as
+    modeling.diagnostics.term_name names them (stages logged before names dropped their
+    "loss_" prefix are read under today's names)."""
     path = os.path.join(output_dir, "metrics.json")
     series: Dict[str, List[float]] = {}
     if os.path.isfile(path):
@@ -97,7 +99,8 @@ def read_diagnostics(output_dir: str) -> Dict[str, Dict[str, float]]:
                 row = json.loads(line)
                 for k, v in row.items():
                     if k.startswith("kd_diag/"):
-                        series.setdefault(k[len("kd_diag/"):], []).append(float(v))
+                        name = k[len("kd_diag/"):].replace("/loss_", "/")
+                        series.setdefault(name, []).append(float(v))
     return {k: {"mean": sum(v) / len(v), "first": v[0], "last": v[-1], "n": len(v)}
             for k, v in sorted(series.items())}
 

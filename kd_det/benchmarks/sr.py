@@ -207,7 +207,7 @@ def _diagnostics(plan: _Plan, records, out: Dict) -> Dict:
                                             for n in runs["baseline"] + runs["student"]},
         "note": "iteration 0 of a student is the trained teacher's decoder applied to real "
                 "LR; each curve point also holds every loss and its gradient norm on the SR "
-                "network (grad_norm/<loss>), on the validation crops",
+                "network (grad_norm/<term>), on the validation crops",
     }
 
 

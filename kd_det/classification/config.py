@@ -51,7 +51,7 @@ def add_cls_kd_config(cfg: CfgNode) -> CfgNode:
     cfg.CLS.DATA.SPLIT_SEED = 0
     # Every N iterations, metrics.json gets the student's val top-1 ("val/top1": the
     # learning curve) and each loss term's gradient norm on the student for that training
-    # batch ("grad_norm/<loss>"); neither changes training. 0: off.
+    # batch ("grad_norm/<term>"); neither changes training. 0: off.
     cfg.CLS.CURVE_PERIOD = 0
     # The network this run trains: the student, or the teacher itself when METHOD is "none".
     cfg.CLS.MODEL = network_config("cnn", (16, 32, 64))

@@ -5,7 +5,7 @@ import torch
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from kd_det.modeling.diagnostics import grad_norms
+from kd_det.modeling.diagnostics import grad_norms, term_name
 from kd_det.modeling.frozen import DistillerBase
 
 from .methods import ClsMethod
@@ -22,7 +22,8 @@ class ClsDistiller(DistillerBase):
     method's module_name (FitNets' `regressor`, MEAL V2's `discriminator`); the teachers
     stay out of it. Every `diagnostics_period` iterations (those i with (i + 1) % period
     == 0, as CLS.CURVE_PERIOD counts them) each loss's gradient norm on the student goes to
-    the event storage as grad_norm/<loss>: what each term of the method does.
+    the event storage as grad_norm/<term> (the loss without "loss_"): what each term of
+    the method does.
     """
 
     def __init__(self, student: ClassifierNet, method: ClsMethod,
@@ -56,6 +57,6 @@ class ClsDistiller(DistillerBase):
         if storage is not None and (storage.iter + 1) % period == 0:
             params = [p for p in self.student.parameters() if p.requires_grad]
             norms = grad_norms(losses, params)
-            storage.put_scalars(**{f"grad_norm/{k}": v for k, v in norms.items()},
+            storage.put_scalars(**{f"grad_norm/{term_name(k)}": v for k, v in norms.items()},
                                 smoothing_hint=False)
         return losses

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from detectron2.utils.events import get_event_storage
 
 from kd_det.losses import face_kd_loss
-from kd_det.modeling.diagnostics import grad_norms
+from kd_det.modeling.diagnostics import grad_norms, term_name
 from kd_det.modeling.frozen import DistillerBase
 
 from .models import FaceNet
@@ -24,12 +24,12 @@ def gradient_diagnostics(losses: Dict[str, torch.Tensor], params,
     sums = {f"{k}+{reference}": v + ref for k, v in losses.items() if k != reference}
     norms = grad_norms({**losses, **sums}, params)
     r = max(norms[reference], 1e-12)
-    out = {f"grad_norm/{k}": norms[k] for k in losses}
+    out = {f"grad_norm/{term_name(k)}": norms[k] for k in losses}
     for k in losses:
         if k != reference:
             n = max(norms[k], 1e-12)
-            out[f"grad_ratio/{k}"] = norms[k] / r
-            out[f"grad_cos/{k}"] = (norms[f"{k}+{reference}"] ** 2 - norms[k] ** 2
+            out[f"grad_ratio/{term_name(k)}"] = norms[k] / r
+            out[f"grad_cos/{term_name(k)}"] = (norms[f"{k}+{reference}"] ** 2 - norms[k] ** 2
                                     - norms[reference] ** 2) / (2 * n * r)
     return out
 
@@ -83,7 +83,7 @@ class FaceDistiller(DistillerBase):
         accuracy (%) on the input it is given and on the student's (LR-augmented) input:
         how much it knows about what the student sees."""
         params = [p for p in self.student.parameters() if p.requires_grad]
-        out = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
+        out = {f"term/{term_name(k)}": float(v.detach()) for k, v in losses.items()}
         out.update(gradient_diagnostics(losses, params, "loss_cls"))
         with torch.no_grad():
             on_student = self.teachers["teacher"](batch["image"])["logits"]

@@ -5,7 +5,13 @@ from typing import Dict, List
 import torch
 from torch import nn
 
-__all__ = ["grad_norms"]
+__all__ = ["grad_norms", "term_name"]
+
+
+def term_name(loss_name: str) -> str:
+    """A loss's name in the diagnostics: without its "loss_" prefix, because Detectron2's
+    console printer lists every scalar whose name contains "loss" among the losses."""
+    return loss_name[len("loss_"):] if loss_name.startswith("loss_") else loss_name
 
 
 def grad_norms(losses: Dict[str, torch.Tensor], params: List[nn.Parameter]) -> Dict[str, float]:

@@ -20,7 +20,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from .diagnostics import grad_norms
+from .diagnostics import grad_norms, term_name
 from .frozen import DistillerBase
 from .kd_terms import KDStep, KDTerm, align_rpn_terms, build_kd_terms, inherit_from_teacher
 from .teacher import build_teacher, build_teacher_cfgs, teacher_specs
@@ -324,10 +324,10 @@ class DistillRCNN(DistillerBase):
             return
         params = [p for p in self.student.parameters() if p.requires_grad]
         norms = grad_norms({**task, **kd, "task_total": sum(task.values())}, params)
-        out = {f"grad_norm/{k}": v for k, v in norms.items()}
+        out = {f"grad_norm/{term_name(k)}": v for k, v in norms.items()}
         task_norm = norms["task_total"]
         for k in kd:
-            out[f"grad_ratio/{k}"] = out[f"grad_norm/{k}"] / max(task_norm, 1e-12)
+            out[f"grad_ratio/{term_name(k)}"] = norms[k] / max(task_norm, 1e-12)
         with torch.no_grad():
             for term in self.kd_terms:
                 for k, v in term.diagnostics(step, self._term_module(term)).items():

@@ -10,7 +10,7 @@ from detectron2.evaluation import inference_context
 
 from kd_det.engine.aux_trainer import AUX_TRAINER_REGISTRY, AuxTrainer, build_infinite_loader
 from kd_det.file_io import save_json
-from kd_det.modeling.diagnostics import grad_norms
+from kd_det.modeling.diagnostics import grad_norms, term_name
 
 from .config import add_sr_config, check_sr_config, train_val_files
 from .data import SRPatchDataset, load_test_set, load_val_set
@@ -85,8 +85,8 @@ def loss_diagnostics(model, images: List[Dict]) -> Dict[str, float]:
         params = [p for p in model.sr_network().parameters() if p.requires_grad]
         norms = grad_norms(losses, params)
     model.train(was_training)
-    return {**{f"loss/{k}": float(v.detach()) for k, v in losses.items()},
-            **{f"grad_norm/{k}": v for k, v in norms.items()}}
+    return {**{f"term/{term_name(k)}": float(v.detach()) for k, v in losses.items()},
+            **{f"grad_norm/{term_name(k)}": v for k, v in norms.items()}}
 
 
 class ValCurveHook(HookBase):

@@ -20,7 +20,7 @@ def test_quick_benchmark_writes_every_row(shared_data, tmp_path):
         assert len(res[row]["AP50"]) == 1 and 0 <= res[row]["AP"][0] <= 100
     assert res["curves"]["baseline"] and res["curves"]["kd"]
     assert res["flops"]["backbone_ratio"] > 2
-    assert "grad_ratio/loss_hint" in res["diagnostics"]["kd"]
+    assert "grad_ratio/hint" in res["diagnostics"]["kd"]
     assert (tmp_path / "work_quick" / "results.png").is_file()
 
 

@@ -63,8 +63,8 @@ def test_quick_benchmark_end_to_end_and_reused(tmp_path, fashion_mnist):
     assert len(saved["comparisons"]["KD - student alone"]["per_seed"]) == 3
     curve = saved["curves"]["student alone"]["0"]
     assert curve["iter"][-1] == quick["iters"] and len(curve["val/top1"]) == len(curve["iter"])
-    assert "grad_norm/loss_kd" in saved["curves"]["KD"]["1"]
-    assert "grad_norm/loss_disc" in saved["curves"]["MEAL V2"]["2"]
+    assert "grad_norm/kd" in saved["curves"]["KD"]["1"]
+    assert "grad_norm/disc" in saved["curves"]["MEAL V2"]["2"]
     assert {"teacher0/train/top1", "ensemble/test/top1",
             "teacher1/train/confidence"} <= set(saved["teachers"])
     assert format_table(saved).count("\n") == len(ROWS) + 1

@@ -45,7 +45,7 @@ def test_benchmark_searches_on_val_and_reports_the_chosen_rows(olivetti_mat, tmp
         assert saved["rows"][row]["val_score"] == cands[chosen]["val_score_per_seed"]
         assert saved["rows"][row]["seeds"] == [0, 1]
         diag = saved["diagnostics"][row]
-        assert {"grad_ratio/loss_kd", "teacher_acc/student_input"} <= set(diag)
+        assert {"grad_ratio/kd", "teacher_acc/student_input"} <= set(diag)
     assert len(saved["rows"]["teacher"]["rank1"]["8px"]) == 1
     assert set(saved["diagnostics"]["teacher_rank1"]["teacher"]) == {"val", "test"}
     # validation curves at 2 and 4 iterations, the plateau check at 2, 4, 6, 8

@@ -72,7 +72,7 @@ def test_benchmark_protocol_on_tiny_images(sr_images, tmp_path):
     assert set(saved["curves"]) == {s for s in os.listdir(runs) if s != "bicubic"}
     curve = saved["curves"][student["runs"][0]]
     assert [p["iter"] for p in curve] == [0, 2, 3]
-    assert {"grad_norm/loss_rec", "grad_norm/loss_vid", "loss/loss_vid"} <= set(curve[0])
+    assert {"grad_norm/rec", "grad_norm/vid", "term/vid"} <= set(curve[0])
     diag = saved["diagnostics"]
     assert diag["student_val_psnr_at_iteration_0"][student["runs"][0]] == curve[0]["val/psnr"]
     assert diag["teacher_val_psnr"] == saved["teacher"]["val"]["psnr"]

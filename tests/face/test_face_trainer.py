@@ -119,12 +119,12 @@ def test_gradient_diagnostics_by_hand():
     w = torch.tensor([1.0, 2.0], requires_grad=True)
     losses = {"loss_cls": 3 * w[0], "loss_a": -w[0] + w[1], "loss_b": 2 * (w ** 2).sum()}
     d = gradient_diagnostics(losses, [w], "loss_cls")  # gradients (3, 0), (-1, 1), (4, 8)
-    assert d["grad_norm/loss_cls"] == pytest.approx(3.0)
-    assert d["grad_ratio/loss_a"] == pytest.approx(2 ** 0.5 / 3)
-    assert d["grad_cos/loss_a"] == pytest.approx(-(2 ** -0.5))
-    assert d["grad_ratio/loss_b"] == pytest.approx(80 ** 0.5 / 3)
-    assert d["grad_cos/loss_b"] == pytest.approx(4 / 80 ** 0.5)
-    assert "grad_ratio/loss_cls" not in d
+    assert d["grad_norm/cls"] == pytest.approx(3.0)
+    assert d["grad_ratio/a"] == pytest.approx(2 ** 0.5 / 3)
+    assert d["grad_cos/a"] == pytest.approx(-(2 ** -0.5))
+    assert d["grad_ratio/b"] == pytest.approx(80 ** 0.5 / 3)
+    assert d["grad_cos/b"] == pytest.approx(4 / 80 ** 0.5)
+    assert "grad_ratio/cls" not in d
 
 
 @pytest.mark.parametrize("feature_loss", ["mmd", "l2"])
@@ -148,10 +148,10 @@ def test_kd_keeps_teacher_fixed_and_out_of_checkpoints(olivetti_mat, tmp_path, t
     metrics = [json.loads(x) for x in open(os.path.join(cfg.OUTPUT_DIR, "metrics.json"))]
     assert any(f"loss_{feature_loss}" in m and "loss_kd" in m for m in metrics)
     # FACE.KD.DIAGNOSTICS_PERIOD 2: the terms against CE at iterations 0 and 2
-    diag = [m for m in metrics if f"kd_diag/grad_ratio/loss_{feature_loss}" in m]
+    diag = [m for m in metrics if f"kd_diag/grad_ratio/{feature_loss}" in m]
     assert [m["iteration"] for m in diag] == [0, 2]
-    for key in ("loss/loss_cls", f"loss/loss_{feature_loss}", "grad_norm/loss_cls",
-                "grad_cos/loss_kd", "teacher_acc/own_input", "teacher_acc/student_input"):
+    for key in ("term/cls", f"term/{feature_loss}", "grad_norm/cls",
+                "grad_cos/kd", "teacher_acc/own_input", "teacher_acc/student_input"):
         assert all(f"kd_diag/{key}" in m for m in diag)
     assert all(0 <= m["kd_diag/teacher_acc/student_input"] <= 100 for m in diag)
 

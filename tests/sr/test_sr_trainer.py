@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from kd_det.modeling.diagnostics import term_name
 from kd_det.sr import SRTrainer
 from kd_det.sr.config import list_images, train_val_files
 from kd_det.sr.data import SRPatchDataset, load_test_set, load_val_set
@@ -174,7 +175,7 @@ def test_validation_curve_points_and_resume(sr_images, tmp_path):
     curve = res["curve"]
     assert [p["iter"] for p in curve] == [0, 2, 4, 5]   # start, every 2, the end
     assert curve[-1]["val/psnr"] == pytest.approx(res["val/psnr"])
-    assert set(curve[0]) == {"iter", "val/psnr", "loss/loss_rec", "grad_norm/loss_rec"}
+    assert set(curve[0]) == {"iter", "val/psnr", "term/rec", "grad_norm/rec"}
     with open(os.path.join(out, "val_curve.json")) as f:
         assert json.load(f) == curve
     # resumed from the checkpoint after 4 iterations: earlier points kept, none repeated
@@ -206,10 +207,10 @@ def test_loss_diagnostics_are_the_gradient_norms_on_the_sr_network(sr_images, tm
              "hr": torch.stack([im["hr"] for im in images])}
     losses = model(batch)        # equal-size crops: the batch mean is the mean over images
     for name, loss in losses.items():
-        assert diag[f"loss/{name}"] == pytest.approx(float(loss), rel=1e-5)
+        assert diag[f"term/{term_name(name)}"] == pytest.approx(float(loss), rel=1e-5)
         grads = torch.autograd.grad(loss, list(model.student.parameters()),
                                     retain_graph=True, allow_unused=True)
         norm = sum(float(g.pow(2).sum()) for g in grads if g is not None) ** 0.5
-        assert diag[f"grad_norm/{name}"] == pytest.approx(norm, rel=1e-4)
-    assert diag["grad_norm/loss_vid"] > 0
+        assert diag[f"grad_norm/{term_name(name)}"] == pytest.approx(norm, rel=1e-4)
+    assert diag["grad_norm/vid"] > 0
     assert all(p.grad is None for p in model.parameters())
