@@ -30,7 +30,7 @@ def gradient_diagnostics(losses: Dict[str, torch.Tensor], params,
             n = max(norms[k], 1e-12)
             out[f"grad_ratio/{term_name(k)}"] = norms[k] / r
             out[f"grad_cos/{term_name(k)}"] = (norms[f"{k}+{reference}"] ** 2 - norms[k] ** 2
-                                    - norms[reference] ** 2) / (2 * n * r)
+                                               - norms[reference] ** 2) / (2 * n * r)
     return out
 
 
