@@ -72,6 +72,13 @@ def add_kd_config(cfg: CN) -> None:
     # training, copy the teacher's weights into every student module whose parameters
     # have the teacher's names and shapes (the log lists the modules copied).
     _C.KD.STUDENT.INIT_FROM_TEACHER = False
+    # The student's input resolution as a fraction of the teacher's: 1, 0.5, 0.25 (Chen et
+    # al. Table 2: a half-resolution student from a full-resolution teacher). INPUT.* are
+    # the teacher's sizes; the student's images and boxes are scaled inside the model (at
+    # evaluation too), its FPN level k is distilled from the teacher's level
+    # k + log2(1 / scale) (pair KD.HINT.*_FEATURES accordingly, e.g. p2 -> p3), and the
+    # exported student config has INPUT.* sizes scaled.
+    _C.KD.STUDENT.INPUT_SCALE = 1.0
 
     # The KD terms' weights rise linearly from 0 to 1 over this many iterations (0: off),
     # so that the imitation targets do not swamp a student whose heads are still random.
@@ -172,12 +179,13 @@ def validate_kd_config(cfg: CN) -> None:
         _check_weight(node.REG_WEIGHT, f"{key}.REG_WEIGHT")
         _check(math.isfinite(node.MARGIN) and node.MARGIN >= 0, f"{key}.MARGIN",
                f"must be finite and >= 0, got {node.MARGIN}.")
+    from .modeling.kd_terms import build_kd_terms, level_shift
+
+    level_shift(kd.STUDENT.INPUT_SCALE)
     _check(kd.WARMUP_ITERS >= 0, "KD.WARMUP_ITERS", "must be >= 0.")
     _check(kd.DIAGNOSTICS_PERIOD >= 0, "KD.DIAGNOSTICS_PERIOD", "must be >= 0.")
     _check(kd.RPN.ON_MISMATCH in ("error", "disable"), "KD.RPN.ON_MISMATCH",
            "must be 'error' or 'disable'.")
-    from .modeling.kd_terms import build_kd_terms
-
     _check(bool(build_kd_terms(cfg)), "KD.HINT/KD.RPN/KD.ROI",
            "every distillation term is disabled or has weight zero, so the KD loss is "
            "identically zero and the teacher would run for nothing; enable a term (e.g. "

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""Accuracy benchmark on BCCD (PASCAL VOC layout) for the configs/BCCD compression pair:
-teacher, baseline student, Chen et al.'s recipe (kd) and kd_det's best recipe (kd_best).
+"""Accuracy benchmark on BCCD (PASCAL VOC layout) for a compression pair (configs/BCCD:
+a 4x lighter student; configs/BCCD_halfres: that student at half the teacher's input
+resolution): teacher, baseline student, Chen et al.'s recipe (kd) and kd_det's best
+recipe (kd_best).
 
 Hyper-parameters are chosen on bccd_train -> bccd_val (seed 0: learning curves, KD
 diagnostics, and the options one at a time); test numbers come from bccd_trainval ->
@@ -8,6 +10,9 @@ bccd_test over every seed. Finished stages are cached and interrupted ones resum
 the benchmark can be run in parts.
 
     python tools/bench_accuracy.py --jobs 2 --threads 1
+    python tools/bench_accuracy.py --jobs 2 --threads 1 --configs configs/BCCD_halfres \
+        --work-dir output/bench_bccd_halfres --teacher-dir output/bench_bccd/teacher \
+        --output results/bccd_halfres_accuracy.json
     python tools/bench_accuracy.py --quick          # smoke run: short schedule, 1 seed
     # a row added later, the rest carried over from earlier results of the same teacher:
     python tools/bench_accuracy.py --jobs 2 --threads 1 --rows kd_best \
@@ -29,7 +34,6 @@ from kd_det.benchmarks.machine import machine_info
 from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
 from kd_det.data import register_all
 
-CONFIGS = role_configs("configs/BCCD")
 SHARED_BCCD = os.path.join("..", "shared", "data", "BCCD")
 
 # The options beyond Chen et al., each added alone to Chen's recipe (configs/BCCD/kd.yaml)
@@ -45,6 +49,10 @@ OPTIONS = {
     "warmup": ["KD.WARMUP_ITERS", 200],
 }
 
+
+TITLES = {"configs/BCCD": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student",
+          "configs/BCCD_halfres": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student at half "
+                                  "resolution"}
 
 SELECTION_KEYS = ("validation", "validation_gap_closed", "ablation", "curves",
                   "time_to_accuracy", "diagnostics")
@@ -98,6 +106,11 @@ def main():
     parser.add_argument("--test-only", action="store_true",
                         help="no selection runs: the selection part (validation runs, option "
                              "search, curves, diagnostics) is carried over from --carry-over")
+    parser.add_argument("--configs", default="configs/BCCD",
+                        help="folder of teacher.yaml, student.yaml, kd.yaml[, kd_best.yaml]")
+    parser.add_argument("--teacher-dir", default="",
+                        help="the teacher stage's folder (default <work-dir>/teacher); a pair "
+                             "of the same teacher config reuses its trained teacher")
     parser.add_argument("--work-dir", default="output/bench_bccd")
     parser.add_argument("--output", default="",
                         help="results JSON (default results/bccd_accuracy.json, or "
@@ -105,6 +118,7 @@ def main():
     add_run_arguments(parser)
     args = parser.parse_args()
     apply_run_arguments(args)
+    configs = role_configs(args.configs)
     args.output = args.output or ("results/bccd_selection.json" if args.selection_only
                                   else "results/bccd_accuracy.json")
     if not args.data and os.path.isdir(SHARED_BCCD):
@@ -123,29 +137,31 @@ def main():
     if args.quick:
         short = ["SOLVER.MAX_ITER", 20, "SOLVER.STEPS", "()", "TEST.EVAL_PERIOD", 10,
                  "SOLVER.CHECKPOINT_PERIOD", 100000]
-        opts = {role: short for role in CONFIGS}
+        opts = {role: short for role in configs}
         options, seeds = {}, seeds[:1]
         args.work_dir += "_quick"
+        args.teacher_dir = ""
         args.output = os.path.join(args.work_dir, "results.json")
     if args.test_only and not previous.get("validation"):
         parser.error("--test-only needs --carry-over results with a selection part")
     val_split = None if args.test_only else ("bccd_train", "bccd_val")
-    results = compare(CONFIGS, args.work_dir, seeds, val_split=val_split,
+    results = compare(configs, args.work_dir, seeds, val_split=val_split,
                       test_split=("bccd_trainval", "bccd_test"), opts=opts, ablations=options,
                       diagnostics_period=10 if args.quick else 50, jobs=args.jobs,
                       selection_only=args.selection_only, run_rows=args.rows,
-                      previous=previous)
+                      previous=previous, teacher_dir=args.teacher_dir)
     if args.carry_over:
         results["protocol"]["carried_over_from"] = args.carry_over
     if args.test_only:
         carry_selection(results, previous)
         # this run's teacher, beside the carried curves of the selection's teacher
-        results["curves"]["teacher_this_run"] = read_curve(os.path.join(args.work_dir,
-                                                                        "teacher"))
+        results["curves"]["teacher_this_run"] = read_curve(
+            args.teacher_dir or os.path.join(args.work_dir, "teacher"))
     results["command"] = " ".join(["python"] + sys.argv)
     results["machine"] = machine_info()
     png = os.path.splitext(args.output)[0] + ".png"
-    write_report(results, args.output, png, "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student")
+    write_report(results, args.output, png, TITLES.get(os.path.normpath(args.configs),
+                                                        f"BCCD: {args.configs}"))
     print(format_table(results))
     print(f"\nwrote {args.output} and {png}")
 

@@ -48,7 +48,7 @@ def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
 
 # KD keys added after benchmark stages were first cached: at their defaults they change
 # nothing, so they stay out of the hash and those stages stay valid.
-_LATER_KD_DEFAULTS = {"TEACHERS": []}
+_LATER_KD_DEFAULTS = {"TEACHERS": [], "STUDENT.INPUT_SCALE": 1.0}
 
 
 def detection_fingerprint(cfg: CfgNode) -> str:
@@ -60,8 +60,12 @@ def detection_fingerprint(cfg: CfgNode) -> str:
     if cfg.MODEL.META_ARCHITECTURE != "DistillRCNN":
         del cfg["KD"]
     for key, default in _LATER_KD_DEFAULTS.items():
-        if cfg.get("KD", {}).get(key, None) == default:
-            del cfg.KD[key]
+        *parents, leaf = key.split(".")
+        node = cfg.get("KD", {})
+        for p in parents:
+            node = node.get(p, {})
+        if node.get(leaf, None) == default:
+            del node[leaf]
     return config_fingerprint(cfg)
 
 
@@ -222,9 +226,12 @@ def compare(
     selection_only: bool = False,
     run_rows: Optional[List[str]] = None,
     previous: Optional[Dict] = None,
+    teacher_dir: str = "",
 ) -> Dict:
-    """Teacher (trained once, by its own config), then baseline, Chen's recipe (`kd`) and
-    kd_det's best recipe (`kd_best`, when configs has it):
+    """Teacher (trained once, by its own config, in `teacher_dir`, default
+    `<output_dir>/teacher`: another pair of the same teacher config shares it), then
+    baseline, Chen's recipe (`kd`) and kd_det's best recipe (`kd_best`, when configs has
+    it):
 
     - selection runs, when `val_split` = (train, val) datasets is given: seed seeds[0],
       validation AP logged during training (the learning curves), plus `ablations`
@@ -254,10 +261,11 @@ def compare(
                          "over from")
     teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
     # The teacher first, alone in this process: every KD stage reads it.
-    teacher_stage = _stage("teacher", teacher_cfg, os.path.join(output_dir, "teacher"))
+    teacher_dir = teacher_dir or os.path.join(output_dir, "teacher")
+    teacher_stage = _stage("teacher", teacher_cfg, teacher_dir)
     teacher = run_stages([teacher_stage])["teacher"]
     teacher_test = None if selection_only else evaluate_weights(
-        teacher_cfg, teacher["weights"], test_split[1], os.path.join(output_dir, "teacher"))
+        teacher_cfg, teacher["weights"], test_split[1], teacher_dir)
     if any(r != "baseline" for r in carried):  # before any student trains
         _check_same_teacher(teacher_test, previous["teacher"])
 
@@ -322,7 +330,7 @@ def compare(
             results["protocol"]["ablation"] = (
                 "carried over: the option search of the earlier results, distilled from the "
                 "teacher those results used")
-        results["curves"] = {"teacher": read_curve(os.path.join(output_dir, "teacher"))}
+        results["curves"] = {"teacher": read_curve(teacher_dir)}
         results["diagnostics"] = {}
         for row in rows:
             run = by_group["val"][row][0]["dir"] if row in run_rows else None

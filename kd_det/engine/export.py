@@ -1,5 +1,6 @@
 """Student-only export: a plain GeneralizedRCNN checkpoint and config for vanilla Detectron2."""
 import copy
+import math
 import os
 from typing import Callable, Dict, Tuple
 
@@ -23,7 +24,8 @@ def student_state_dict(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor
 
 
 def student_config(cfg: CfgNode, weights: str = "") -> CfgNode:
-    """The student's own config: KD.* removed, the student meta-architecture restored.
+    """The student's own config: KD.* removed, the student meta-architecture restored,
+    INPUT.* sizes scaled by KD.STUDENT.INPUT_SCALE (the resolution the student learnt at).
 
     MODEL.MOBILENET.* (present when the config was read with ``add_mobilenet_config``) is
     dropped too unless the student uses that backbone; then, as for any Detectron2 project
@@ -31,6 +33,12 @@ def student_config(cfg: CfgNode, weights: str = "") -> CfgNode:
     """
     out = cfg.clone()
     out.defrost()
+    scale = cfg.KD.STUDENT.INPUT_SCALE
+    if scale != 1:  # INPUT.* were the teacher's sizes; the student ran at `scale` of them
+        for key in ("MIN_SIZE_TRAIN", "MAX_SIZE_TRAIN", "MIN_SIZE_TEST", "MAX_SIZE_TEST"):
+            v = out.INPUT[key]
+            out.INPUT[key] = (tuple(math.ceil(x * scale) for x in v)
+                              if isinstance(v, (list, tuple)) else math.ceil(v * scale))
     out.MODEL.META_ARCHITECTURE = cfg.KD.STUDENT_META_ARCHITECTURE
     out.MODEL.WEIGHTS = weights
     del out["KD"]
@@ -113,8 +121,29 @@ def export_lazy_student(cfg, checkpoint_path: str, output_dir: str,
 
     def build(weights):
         out = copy.deepcopy(cfg)
+        _scale_lazy_test_resize(out, out.model.get("input_scale", 1.0))
         out.model = out.model.student
         out.train.init_checkpoint = weights
         return instantiate(out.model), lambda path: LazyConfig.save(out, path)
 
     return _export(checkpoint_path, output_dir, name, overwrite, ".yaml", build)
+
+
+def _scale_lazy_test_resize(cfg, scale: float) -> None:
+    """The exported student's test resize at `scale` of the distiller's (model.input_scale
+    < 1): ResizeShortestEdge's sizes in dataloader.test.mapper.augmentations scaled; any
+    other layout is refused rather than exported at the wrong resolution."""
+    if scale == 1:
+        return
+    augs = cfg.get("dataloader", {}).get("test", {}).get("mapper", {}).get("augmentations")
+    resizes = [a for a in augs or [] if "short_edge_length" in a]
+    if not resizes:
+        raise ValueError("model.input_scale < 1, but dataloader.test.mapper.augmentations has "
+                         "no ResizeShortestEdge to scale for the exported student; scale its "
+                         "test resize by hand.")
+    for a in resizes:
+        v = a.short_edge_length
+        a.short_edge_length = ([math.ceil(x * scale) for x in v]
+                               if isinstance(v, (list, tuple)) else math.ceil(v * scale))
+        if a.get("max_size"):
+            a.max_size = math.ceil(a.max_size * scale)

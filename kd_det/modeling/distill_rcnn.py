@@ -7,9 +7,11 @@ the student sampled and the ROIs the student sampled, never runs its own proposa
 generation, NMS or post-processing. Inference runs the student alone.
 """
 import logging
+import math
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.layers import move_device_like
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
@@ -22,7 +24,14 @@ from torch import nn
 
 from .diagnostics import grad_norms, term_name
 from .frozen import DistillerBase
-from .kd_terms import KDStep, KDTerm, align_rpn_terms, build_kd_terms, inherit_from_teacher
+from .kd_terms import (
+    KDStep,
+    KDTerm,
+    align_rpn_terms,
+    build_kd_terms,
+    inherit_from_teacher,
+    level_shift,
+)
 from .teacher import build_teacher, build_teacher_cfgs, teacher_specs
 
 __all__ = ["DistillRCNN", "TeacherOutputs", "StudentRPN", "StudentROI"]
@@ -85,6 +94,7 @@ class DistillRCNN(DistillerBase):
         rpn_on_mismatch: str = "error",
         warmup_iters: int = 0,
         diagnostics_period: int = 0,
+        input_scale: float = 1.0,
     ):
         """
         Args:
@@ -101,6 +111,10 @@ class DistillRCNN(DistillerBase):
             warmup_iters: the KD terms' weights rise linearly from 0 over these iterations.
             diagnostics_period: every this many iterations, log each loss's gradient norm
                 on the student and the terms' diagnostics (0: never).
+            input_scale: the student's input resolution relative to the teacher's (1, 0.5,
+                0.25; Chen et al.'s low-resolution student): the batch is the teacher's,
+                the student sees it resized (in training and at inference), and its FPN
+                level k learns from the teacher's level k + log2(1 / input_scale).
         """
         super().__init__()
         teachers = list(teacher) if isinstance(teacher, (list, tuple, nn.ModuleList)) or (
@@ -129,7 +143,12 @@ class DistillRCNN(DistillerBase):
                         "teacher: %s", len(copied), ", ".join(copied) or "none")
         s_shapes = student.backbone.output_shape()
         t_shapes = [t.backbone.output_shape() for t in teachers]
-        kd_terms = align_rpn_terms(kd_terms, student, teachers, rpn_on_mismatch)
+        self.input_scale = input_scale
+        self.level_shift = level_shift(input_scale)
+        if self.level_shift:
+            self._check_low_resolution(student, kd_terms, s_shapes, t_shapes)
+        kd_terms = align_rpn_terms(kd_terms, student, teachers, rpn_on_mismatch,
+                                   self.level_shift)
         self.student = student
         for name, t in zip(names, teachers):
             self.add_teacher(name, t)
@@ -155,7 +174,7 @@ class DistillRCNN(DistillerBase):
         self._input_modes = {}
         for name, t in zip(names, teachers):
             flip = student.input_format != t.input_format
-            self._input_modes[name] = (flip, not flip and torch.equal(
+            self._input_modes[name] = (flip, not flip and not self.level_shift and torch.equal(
                 student.pixel_mean.cpu(), t.pixel_mean.cpu()) and torch.equal(
                 student.pixel_std.cpu(), t.pixel_std.cpu()))
         self._register_load_state_dict_pre_hook(self._accept_plain_student_weights)
@@ -179,7 +198,29 @@ class DistillRCNN(DistillerBase):
             "rpn_on_mismatch": cfg.KD.RPN.ON_MISMATCH,
             "warmup_iters": cfg.KD.WARMUP_ITERS,
             "diagnostics_period": cfg.KD.DIAGNOSTICS_PERIOD,
+            "input_scale": cfg.KD.STUDENT.INPUT_SCALE,
         }
+
+    def _check_low_resolution(self, student, kd_terms, s_shapes, t_shapes):
+        """What a student at a lower resolution than the teacher cannot do: masks and
+        keypoints (not rescaled here), hint pairs whose maps would not cover the same
+        image region cell by cell."""
+        if student.roi_heads.mask_on or student.roi_heads.keypoint_on:
+            raise ValueError("KD.STUDENT.INPUT_SCALE < 1 supports box detection only; the "
+                             "student has MODEL.MASK_ON or MODEL.KEYPOINT_ON.")
+        up = 2 ** self.level_shift
+        for term in kd_terms:
+            for s, t in getattr(term, "pairs", ()):
+                bad = [i for i, shapes in enumerate(t_shapes)
+                       if s in s_shapes and t in shapes
+                       and s_shapes[s].stride * up != shapes[t].stride]
+                if bad:
+                    raise ValueError(
+                        f"KD.HINT.TEACHER_FEATURES: with KD.STUDENT.INPUT_SCALE "
+                        f"{self.input_scale} the student's {s!r} (stride {s_shapes[s].stride}"
+                        f" at 1/{up} resolution) must be paired with the teacher feature of "
+                        f"stride {s_shapes[s].stride * up}, not {t!r} (stride "
+                        f"{t_shapes[bad[0]][t].stride}); e.g. p2 -> p3, p3 -> p4.")
 
     @staticmethod
     def _accept_plain_student_weights(state_dict, prefix, *args):
@@ -210,10 +251,11 @@ class DistillRCNN(DistillerBase):
 
     def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
         if not self.training:
-            return self.student(batched_inputs)
+            return self.student(self.student_inputs(batched_inputs))
         s = self.student
-        images = s.preprocess_image(batched_inputs)
-        gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+        s_inputs = self.student_inputs(batched_inputs)
+        images = s.preprocess_image(s_inputs)
+        gt_instances = [x["instances"].to(self.device) for x in s_inputs]
         features = s.backbone(images.tensor)
         rpn, losses = self._student_rpn(images, features, gt_instances)
         roi, roi_losses = self._student_roi(features, rpn.proposals, gt_instances)
@@ -231,11 +273,39 @@ class DistillRCNN(DistillerBase):
         return losses
 
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
-        return self.student.inference(batched_inputs, detected_instances, do_postprocess)
+        if detected_instances is not None and self.level_shift:
+            raise ValueError("detected_instances with KD.STUDENT.INPUT_SCALE < 1: give the "
+                             "student its own boxes (call model.student.inference).")
+        return self.student.inference(self.student_inputs(batched_inputs), detected_instances,
+                                      do_postprocess)
+
+    def student_inputs(self, batched_inputs: List[Dict]) -> List[Dict]:
+        """The batch as the student sees it: at input_scale < 1 each image resized
+        (bilinear with antialiasing, as PIL resizes Detectron2's ResizeShortestEdge) to
+        ceil(size * input_scale) and its ground-truth boxes scaled with it; "height" and
+        "width" stay the original's, so detections come back in the input's pixels."""
+        if not self.level_shift:
+            return batched_inputs
+        out = []
+        for x in batched_inputs:
+            h, w = x["image"].shape[-2:]
+            size = (math.ceil(h * self.input_scale), math.ceil(w * self.input_scale))
+            y = {**x, "height": x.get("height", h), "width": x.get("width", w),
+                 "image": F.interpolate(x["image"][None].float(), size=size, mode="bilinear",
+                                        align_corners=False, antialias=True)[0]}
+            if "instances" in x:
+                inst = Instances(size, **x["instances"].get_fields())
+                if inst.has("gt_boxes"):
+                    boxes = inst.gt_boxes.clone()
+                    boxes.scale(size[1] / w, size[0] / h)
+                    inst.gt_boxes = boxes
+                y["instances"] = inst
+            out.append(y)
+        return out
 
     def _teacher_images(self, batched_inputs, images: ImageList, name: str) -> torch.Tensor:
-        """Teacher `name`'s normalised batch, padded exactly like the student's so that the
-        two RPNs see feature maps of one size."""
+        """Teacher `name`'s normalised batch, padded to the student's padded size (times
+        1 / input_scale) so that the two RPNs see feature maps of one size."""
         flip, share = self._input_modes[name]
         if share:
             return images.tensor
@@ -244,15 +314,17 @@ class DistillRCNN(DistillerBase):
         if flip:
             ims = [x.flip(0) for x in ims]
         ims = [(x - t.pixel_mean) / t.pixel_std for x in ims]
-        out = ImageList.from_tensors(ims, self.student.backbone.size_divisibility,
-                                     padding_constraints=self.student.backbone.padding_constraints)
+        up = 2 ** self.level_shift
+        h, w = (d * up for d in images.tensor.shape[-2:])
+        out = ImageList.from_tensors(ims).tensor
+        out = F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))
         div = t.backbone.size_divisibility
-        if div > 1 and (out.tensor.shape[-1] % div or out.tensor.shape[-2] % div):
+        if div > 1 and (w % div or h % div):
             raise ValueError(
                 f"the teacher backbone needs inputs divisible by {div}, but the student pads "
-                f"to {tuple(out.tensor.shape[-2:])}; use a student backbone whose "
+                f"to {tuple(images.tensor.shape[-2:])} (x{up}); use a student backbone whose "
                 "size_divisibility is a multiple of the teacher's.")
-        return out.tensor
+        return out
 
     def _student_rpn(self, images, features, gt_instances):
         """The student's RPN step by step (as RPN.forward does), keeping what the KD terms
@@ -296,13 +368,25 @@ class DistillRCNN(DistillerBase):
         rpn_out = box_out = (None, None)
         if "rpn" in self._teacher_needs:
             t_rpn = t.proposal_generator
-            rpn_out = _flatten_rpn_outputs(*t_rpn.rpn_head([feats[f] for f in t_rpn.in_features]),
-                                           t_rpn.anchor_generator.box_dim)
+            levels = self._shift_levels([feats[f] for f in t_rpn.in_features])
+            rpn_out = _flatten_rpn_outputs(*t_rpn.rpn_head(levels), t_rpn.anchor_generator.box_dim)
         if "roi" in self._teacher_needs:
             t_roi = t.roi_heads
+            if self.level_shift:  # the student's ROIs in the teacher's pixels
+                boxes = [Boxes(b.tensor * 2 ** self.level_shift) for b in boxes]
             box_out = t_roi.box_predictor(t_roi.box_head(t_roi.box_pooler(
                 [feats[f] for f in t_roi.box_in_features], boxes)))
         return TeacherOutputs(feats, *rpn_out, *box_out)
+
+    def _shift_levels(self, maps: List[torch.Tensor]) -> List[torch.Tensor]:
+        """The teacher's RPN maps that line up with the student's levels: from level
+        `level_shift` on, the coarsest extended by stride-2 max pooling as FPN's
+        LastLevelMaxPool makes p6 (its shared RPN head then scores anchors twice as large)."""
+        n = len(maps)
+        maps = maps[self.level_shift:]
+        while len(maps) < n:
+            maps.append(F.max_pool2d(maps[-1], kernel_size=1, stride=2))
+        return maps
 
     def _term_module(self, term: KDTerm):
         return getattr(self, term.module_name) if term.module_name else None

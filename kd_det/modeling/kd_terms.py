@@ -13,6 +13,7 @@ has no host-device synchronisation.
 import dataclasses
 import itertools
 import logging
+import math
 from typing import ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -38,6 +39,7 @@ __all__ = [
     "KDTerm",
     "build_kd_terms",
     "align_rpn_terms",
+    "level_shift",
     "term_list",
     "encode_deltas",
     "mean_teacher_probs",
@@ -148,12 +150,23 @@ def build_kd_terms(cfg, student: Optional[nn.Module] = None,
     terms = [t for t in terms if t is not None]
     if student is None or teachers is None:
         return terms
-    return align_rpn_terms(terms, student, teachers, cfg.KD.RPN.ON_MISMATCH)
+    return align_rpn_terms(terms, student, teachers, cfg.KD.RPN.ON_MISMATCH,
+                           level_shift(cfg.KD.STUDENT.INPUT_SCALE))
+
+
+def level_shift(input_scale: float) -> int:
+    """s with input_scale = 1 / 2**s: how many FPN levels the student's maps sit below the
+    teacher's of the same size (KD.STUDENT.INPUT_SCALE)."""
+    s = round(math.log2(1.0 / input_scale)) if input_scale > 0 else -1
+    if s < 0 or 2.0 ** -s != input_scale:
+        raise ValueError(f"KD.STUDENT.INPUT_SCALE (input_scale) must be 1, 0.5, 0.25, ... "
+                         f"(1 / 2**s, so that FPN levels line up), got {input_scale}.")
+    return s
 
 
 def align_rpn_terms(terms: Sequence[KDTerm], student: nn.Module,
                     teachers: Union[nn.Module, Sequence[nn.Module]],
-                    on_mismatch: str = "error") -> List[KDTerm]:
+                    on_mismatch: str = "error", shift: int = 0) -> List[KDTerm]:
     """`terms`, unless some teacher's RPN cannot be compared with the student's anchor by
     anchor: then the terms that read it are an error ("error") or left out ("disable").
     DistillRCNN applies it to the terms it is given, from yacs or a LazyConfig.
@@ -162,6 +175,7 @@ def align_rpn_terms(terms: Sequence[KDTerm], student: nn.Module,
         terms: the candidate terms.
         student, teachers: the built GeneralizedRCNNs (one teacher or a list).
         on_mismatch: "error" or "disable" (KD.RPN.ON_MISMATCH / rpn_on_mismatch).
+        shift: the student's level shift (:func:`level_shift`).
     """
     terms = list(terms)
     teachers = [teachers] if isinstance(teachers, nn.Module) else list(teachers)
@@ -169,7 +183,8 @@ def align_rpn_terms(terms: Sequence[KDTerm], student: nn.Module,
         return terms
     s_shapes = student.backbone.output_shape()
     problems = [rpn_alignment_problem(student.proposal_generator, t.proposal_generator,
-                                      s_shapes, t.backbone.output_shape()) for t in teachers]
+                                      s_shapes, t.backbone.output_shape(), shift)
+                for t in teachers]
     problem = "; ".join(p if len(teachers) == 1 else f"teacher {i}: {p}"
                         for i, p in enumerate(problems) if p)
     if problem and on_mismatch == "error":
