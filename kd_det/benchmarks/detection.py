@@ -71,7 +71,7 @@ def detection_fingerprint(cfg: CfgNode) -> str:
 
 def _bbox(results: Dict) -> Dict[str, float]:
     res = results.get("bbox", results)
-    return {"AP": float(res["AP"]), "AP50": float(res["AP50"])}
+    return {k: float(v) for k, v in res.items() if k in ("AP", "AP50") or k.startswith("AP50-")}
 
 
 def train_detector(cfg: CfgNode, resume: bool = False) -> Dict:
@@ -177,13 +177,18 @@ def time_to_accuracy(curve: List[Dict], baseline_curve: List[Dict],
 
 
 def summarize(stages: List[Dict]) -> Dict:
-    """[stage per seed] -> {"AP": [...], "AP50": [...], mean / std, train_seconds}."""
+    """[stage per seed] -> {"AP": [...], "AP50": [...], mean / std, train_seconds, and
+    AP50_per_class when every stage has it}."""
+    per_class = sorted(k for k in stages[0] if k.startswith("AP50-")
+                       and all(k in s for s in stages))
     return {
         "AP": [s["AP"] for s in stages],
         "AP50": [s["AP50"] for s in stages],
         "AP_stats": mean_spread([s["AP"] for s in stages]),
         "AP50_stats": mean_spread([s["AP50"] for s in stages]),
         "train_seconds": [s.get("train_seconds") for s in stages],
+        **({"AP50_per_class": {k[5:]: [s[k] for s in stages] for k in per_class}}
+           if per_class else {}),
     }
 
 

@@ -23,11 +23,7 @@ from detectron2.data import (
 )
 from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
-from detectron2.evaluation import (
-    COCOEvaluator,
-    PascalVOCDetectionEvaluator,
-    inference_on_dataset,
-)
+from detectron2.evaluation import COCOEvaluator, inference_on_dataset
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
@@ -40,6 +36,7 @@ from ..data import (
     check_voc_evaluable,
 )
 from ..modeling import DistillRCNN
+from .evaluation import VOCEvaluator
 from .export import export_student
 from .hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 
@@ -105,12 +102,13 @@ def _checked_test_dicts(cfg, name: str):
 
 
 def build_evaluator(cfg, dataset_name, output_folder=None):
-    """COCO AP for COCO-format datasets, PASCAL VOC mAP@0.5 (+0.5:0.95 mean) for VOC ones."""
+    """COCO AP for COCO-format datasets, PASCAL VOC mAP@0.5 (+0.5:0.95 mean, and AP50 per
+    class) for VOC ones."""
     kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "")
     if kind == "coco":
         return COCOEvaluator(dataset_name, output_dir=output_folder)
     if kind == "pascal_voc":
-        return PascalVOCDetectionEvaluator(dataset_name)
+        return VOCEvaluator(dataset_name)
     raise ValueError(
         f"DATASETS.TEST: dataset {dataset_name!r} has evaluator_type={kind!r}; kd_det "
         "evaluates 'coco' and 'pascal_voc' datasets (set it in MetadataCatalog).")

@@ -16,6 +16,7 @@ from kd_det.data import (
     register_all,
     register_voc_layout,
 )
+from kd_det.engine.evaluation import VOCEvaluator
 
 XML = """<annotation><size><width>40</width><height>30</height><depth>3</depth></size>
 {}</annotation>"""
@@ -130,15 +131,33 @@ def test_bccd_metadata_drives_voc_evaluator(shared_data, catalog_names):
     catalog_names.append("t_bccd_test")
     register_voc_layout("t_bccd_test", os.path.join(shared_data, "BCCD"), "test", BCCD_CLASSES)
     evaluator = PascalVOCDetectionEvaluator("t_bccd_test")
-    evaluator.reset()
-    for d in DatasetCatalog.get("t_bccd_test"):
-        inst = Instances((d["height"], d["width"]))
-        inst.pred_boxes = Boxes(torch.tensor([a["bbox"] for a in d["annotations"]]))
-        inst.scores = torch.ones(len(d["annotations"]))
-        inst.pred_classes = torch.tensor([a["category_id"] for a in d["annotations"]])
-        evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
+    _feed_ground_truth(evaluator, "t_bccd_test")
     result = evaluator.evaluate()["bbox"]
     assert result["AP50"] == pytest.approx(100.0)
+
+
+def _feed_ground_truth(evaluator, dataset, drop_class=None):
+    evaluator.reset()
+    for d in DatasetCatalog.get(dataset):
+        anns = [a for a in d["annotations"] if a["category_id"] != drop_class]
+        inst = Instances((d["height"], d["width"]))
+        inst.pred_boxes = Boxes(torch.tensor([a["bbox"] for a in anns]).reshape(-1, 4))
+        inst.scores = torch.ones(len(anns))
+        inst.pred_classes = torch.tensor([a["category_id"] for a in anns], dtype=torch.long)
+        evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
+
+
+def test_voc_evaluator_reports_ap50_per_class(shared_data, catalog_names):
+    """kd_det's VOCEvaluator: Detectron2's numbers, plus AP50 per class whose mean is AP50."""
+    catalog_names.append("t_bccd_test")
+    register_voc_layout("t_bccd_test", os.path.join(shared_data, "BCCD"), "test", BCCD_CLASSES)
+    evaluator = VOCEvaluator("t_bccd_test")
+    _feed_ground_truth(evaluator, "t_bccd_test", drop_class=BCCD_CLASSES.index("Platelets"))
+    result = evaluator.evaluate()["bbox"]
+    assert result["AP50-Platelets"] == 0.0
+    assert result["AP50-RBC"] == result["AP50-WBC"] == pytest.approx(100.0)
+    assert result["AP50"] == pytest.approx(
+        sum(result[f"AP50-{c}"] for c in BCCD_CLASSES) / len(BCCD_CLASSES))
 
 
 @pytest.mark.parametrize("edit,match", [

@@ -41,5 +41,5 @@ def test_bccd_subset_trains_and_uses_the_voc_evaluator(bccd_subset, tmp_path):
     trainer = KDTrainer(cfg)
     trainer.resume_or_load(resume=False)
     results = trainer.train()
-    assert {"AP", "AP50", "AP75"} <= set(results["bbox"])
+    assert {"AP", "AP50", "AP75", "AP50-RBC", "AP50-WBC", "AP50-Platelets"} <= set(results["bbox"])
     assert 0.0 <= results["bbox"]["AP50"] <= 100.0
