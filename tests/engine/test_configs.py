@@ -23,3 +23,23 @@ def test_config_parses_and_teacher_resolves(path, monkeypatch):
     if cfg.MODEL.META_ARCHITECTURE == "DistillRCNN" and cfg.KD.TEACHER.CONFIG_FILE:
         tcfg = build_teacher_cfg(cfg)
         assert tcfg.MODEL.ROI_HEADS.NUM_CLASSES == cfg.MODEL.ROI_HEADS.NUM_CLASSES
+
+
+@pytest.mark.parametrize("folder", ["BCCD_halfres", "BCCD_quarterres"])
+def test_low_resolution_pair_is_consistent(folder, monkeypatch):
+    """The baseline student of a low-resolution pair is what the distilled student exports
+    as: same model, INPUT.* at KD.STUDENT.INPUT_SCALE of the teacher's."""
+    from kd_det.engine.export import student_config
+
+    monkeypatch.chdir(ROOT)
+    kd = load_yaml_cfg(f"configs/{folder}/kd.yaml")
+    baseline = load_yaml_cfg(f"configs/{folder}/student.yaml")
+    teacher = load_yaml_cfg(f"configs/{folder}/teacher.yaml")
+    assert kd.KD.STUDENT.INPUT_SCALE < 1
+    assert kd.INPUT.MIN_SIZE_TEST == teacher.INPUT.MIN_SIZE_TEST
+    exported = student_config(kd)
+    for key in ("MIN_SIZE_TRAIN", "MAX_SIZE_TRAIN", "MIN_SIZE_TEST", "MAX_SIZE_TEST"):
+        assert exported.INPUT[key] == baseline.INPUT[key], key
+    exported.OUTPUT_DIR = baseline.OUTPUT_DIR
+    for node in ("MODEL", "SOLVER"):
+        assert exported[node] == baseline[node], node
