@@ -7,12 +7,14 @@ from collections import defaultdict
 from detectron2.evaluation import PascalVOCDetectionEvaluator
 from detectron2.evaluation.pascal_voc_evaluation import voc_eval
 from detectron2.utils import comm
+from detectron2.utils.logger import create_small_table
 
 __all__ = ["VOCEvaluator"]
 
 
 class VOCEvaluator(PascalVOCDetectionEvaluator):
-    """Detectron2's PascalVOCDetectionEvaluator (AP, AP50, AP75), plus "AP50-<class>"."""
+    """Detectron2's PascalVOCDetectionEvaluator (AP, AP50, AP75), plus "AP50-<class>",
+    also logged as a table."""
 
     def evaluate(self):
         ret = super().evaluate()
@@ -31,4 +33,6 @@ class VOCEvaluator(PascalVOCDetectionEvaluator):
                 _, _, ap = voc_eval(template, self._anno_file_template, self._image_set_path,
                                     name, ovthresh=0.5, use_07_metric=self._is_2007)
                 ret["bbox"][f"AP50-{name}"] = ap * 100
+        self._logger.info("Per-class AP50:\n" + create_small_table(
+            {name: ret["bbox"][f"AP50-{name}"] for name in self._class_names}))
         return ret
