@@ -52,7 +52,9 @@ OPTIONS = {
 
 TITLES = {"configs/BCCD": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student",
           "configs/BCCD_halfres": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student at half "
-                                  "resolution"}
+                                  "resolution",
+          "configs/BCCD_quarterres": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student at a "
+                                     "quarter of its resolution"}
 
 SELECTION_KEYS = ("validation", "validation_gap_closed", "ablation", "curves",
                   "time_to_accuracy", "diagnostics")
