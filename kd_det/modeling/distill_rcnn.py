@@ -290,8 +290,9 @@ class DistillRCNN(DistillerBase):
         for x in batched_inputs:
             h, w = x["image"].shape[-2:]
             size = (math.ceil(h * self.input_scale), math.ceil(w * self.input_scale))
+            image = move_device_like(x["image"], self.student.pixel_mean)[None].float()
             y = {**x, "height": x.get("height", h), "width": x.get("width", w),
-                 "image": F.interpolate(x["image"][None].float(), size=size, mode="bilinear",
+                 "image": F.interpolate(image, size=size, mode="bilinear",
                                         align_corners=False, antialias=True)[0]}
             if "instances" in x:
                 inst = Instances(size, **x["instances"].get_fields())
