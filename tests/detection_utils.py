@@ -154,3 +154,22 @@ def make_coco_dataset(root, name, n_images=6, size=96, seed=0):
         MetadataCatalog.remove(name)
     register_coco_instances(name, {}, path, root)
     return path
+
+
+def assert_task_losses_match_plain(model, batch, mu_rpn, mu_roi):
+    """`model` (a DistillRCNN in training mode) gives the task losses of a plain
+    GeneralizedRCNN with its student's weights on the batch its student sees, same seed
+    (the classification losses divided by mu)."""
+    from detectron2.utils.events import EventStorage
+
+    plain = build_model(tiny_rcnn_cfg()).train()
+    plain.load_state_dict(model.student.state_dict())
+    with EventStorage():
+        torch.manual_seed(3)
+        ours = model(batch)
+        torch.manual_seed(3)
+        ref = plain(model.student_inputs(batch))
+    torch.testing.assert_close(ours["loss_rpn_cls"] / mu_rpn, ref["loss_rpn_cls"])
+    torch.testing.assert_close(ours["loss_cls"] / mu_roi, ref["loss_cls"])
+    torch.testing.assert_close(ours["loss_rpn_loc"], ref["loss_rpn_loc"])
+    torch.testing.assert_close(ours["loss_box_reg"], ref["loss_box_reg"])
