@@ -52,10 +52,13 @@ def test_plain_detector_fingerprints_ignore_kd_keys():
     # valid), and is in it once set.
     without = kd.clone()
     del without.KD["TEACHERS"]
+    del without.KD.STUDENT["INPUT_SCALE"]
     assert detection_fingerprint(kd) == config_fingerprint(without)
     two = load_cfg("configs/BCCD/kd.yaml", ["KD.TEACHERS", "[['a.yaml', 'a.pth'], ['b.yaml', "
                                                            "'b.pth']]"])
     assert detection_fingerprint(two) != detection_fingerprint(kd)
+    half = load_cfg("configs/BCCD/kd.yaml", ["KD.STUDENT.INPUT_SCALE", 0.5])
+    assert detection_fingerprint(half) != detection_fingerprint(kd)
 
 
 def test_read_curve_renames_the_evaluation_scalars(tmp_path):
