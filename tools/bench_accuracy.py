@@ -142,8 +142,9 @@ def main():
         opts = {role: short for role in configs}
         options, seeds = {}, seeds[:1]
         args.work_dir += "_quick"
-        args.teacher_dir = ""
+        args.teacher_dir = ""  # the quick run trains its own short teacher
         args.output = os.path.join(args.work_dir, "results.json")
+    args.teacher_dir = args.teacher_dir or os.path.join(args.work_dir, "teacher")
     if args.test_only and not previous.get("validation"):
         parser.error("--test-only needs --carry-over results with a selection part")
     val_split = None if args.test_only else ("bccd_train", "bccd_val")
@@ -157,8 +158,7 @@ def main():
     if args.test_only:
         carry_selection(results, previous)
         # this run's teacher, beside the carried curves of the selection's teacher
-        results["curves"]["teacher_this_run"] = read_curve(
-            args.teacher_dir or os.path.join(args.work_dir, "teacher"))
+        results["curves"]["teacher_this_run"] = read_curve(args.teacher_dir)
     results["command"] = " ".join(["python"] + sys.argv)
     results["machine"] = machine_info()
     png = os.path.splitext(args.output)[0] + ".png"
