@@ -1,19 +1,20 @@
 #!/usr/bin/env python
-"""Accuracy benchmark on BCCD (PASCAL VOC layout) for a compression pair (configs/BCCD:
-a 4x lighter student; configs/BCCD_halfres: that student at half the teacher's input
-resolution): teacher, baseline student, Chen et al.'s recipe (kd) and kd_det's best
-recipe (kd_best).
+"""Accuracy benchmark of a compression pair on BCCD (PASCAL VOC layout; configs/BCCD: a 4x
+lighter student; configs/BCCD_halfres: that student at half the teacher's input
+resolution) or on Aquarium (COCO json, Roboflow, CC BY 4.0; configs/Aquarium):
+teacher, baseline student, Chen et al.'s recipe (kd) and kd_det's best recipe (kd_best).
 
-Hyper-parameters are chosen on bccd_train -> bccd_val (seed 0: learning curves, KD
-diagnostics, and the options one at a time); test numbers come from bccd_trainval ->
-bccd_test over every seed. Finished stages are cached and interrupted ones resume, so
-the benchmark can be run in parts.
+Hyper-parameters are chosen on <set>_train -> <set>_val (learning curves, KD diagnostics,
+and the options one at a time); test numbers come from <set>_trainval -> <set>_test over
+every seed. Finished stages are cached and interrupted ones resume, so the benchmark can
+be run in parts (the teacher too: it resumes from its last checkpoint).
 
     python tools/bench_accuracy.py --jobs 2 --threads 1
     python tools/bench_accuracy.py --jobs 2 --threads 1 --configs configs/BCCD_halfres \
         --work-dir output/bench_bccd_halfres --teacher-dir output/bench_bccd/teacher \
         --output results/bccd_halfres_accuracy.json
     python tools/bench_accuracy.py --quick          # smoke run: short schedule, 1 seed
+    python tools/bench_accuracy.py --dataset aquarium --jobs 2 --threads 1
     # a row added later, the rest carried over from earlier results of the same teacher:
     python tools/bench_accuracy.py --jobs 2 --threads 1 --rows kd_best \
         --carry-over results/bccd_accuracy.json results/bccd_selection.json
@@ -34,7 +35,15 @@ from kd_det.benchmarks.machine import machine_info
 from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
 from kd_det.data import register_all
 
-SHARED_BCCD = os.path.join("..", "shared", "data", "BCCD")
+# Per dataset: its registered name prefix, the environment variable of its root, where
+# the shared copy sits, and the benchmark's default configs, work folder and results.
+DATASETS = {
+    "bccd": dict(env="KD_DET_BCCD_ROOT", shared=os.path.join("..", "shared", "data", "BCCD"),
+                 configs="configs/BCCD"),
+    "aquarium": dict(env="KD_DET_AQUARIUM_ROOT",
+                     shared=os.path.join("..", "shared", "data", "aquarium"),
+                     configs="configs/Aquarium"),
+}
 
 # The options beyond Chen et al., each added alone to Chen's recipe (configs/BCCD/kd.yaml)
 # and scored on bccd_val: the search that kd_best.yaml is chosen by.
@@ -50,7 +59,9 @@ OPTIONS = {
 }
 
 
-TITLES = {"configs/BCCD": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student",
+TITLES = {"configs/Aquarium": "Aquarium (Roboflow, CC BY 4.0): MobileNetV2-FPN128 teacher at "
+                             "480 px -> FPN32 student at 240 px",
+          "configs/BCCD": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student",
           "configs/BCCD_halfres": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student at half "
                                   "resolution",
           "configs/BCCD_quarterres": "BCCD: MobileNetV2-FPN128 teacher -> FPN32 student at a "
@@ -88,10 +99,16 @@ def carry_selection(results, previous):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("KD_DET_BCCD_ROOT", ""),
-                        help="BCCD root (VOC layout); default $KD_DET_BCCD_ROOT, else "
-                             f"{SHARED_BCCD} when it exists, else $DETECTRON2_DATASETS/BCCD")
+    parser.add_argument("--dataset", choices=list(DATASETS), default="bccd",
+                        help="the benchmark's dataset: its splits, default configs, work "
+                             "folder and results file")
+    parser.add_argument("--data", default="",
+                        help="the dataset's root; default $KD_DET_BCCD_ROOT / "
+                             "$KD_DET_AQUARIUM_ROOT, else ../shared/data/<set> when it "
+                             "exists, else $DETECTRON2_DATASETS/<set>")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--val-seeds", type=int, default=1,
+                        help="how many of --seeds the selection (train -> val) runs use")
     parser.add_argument("--options", nargs="*", default=None, choices=list(OPTIONS),
                         help="options of the validation search (default: all)")
     parser.add_argument("--selection-only", action="store_true",
@@ -108,26 +125,31 @@ def main():
     parser.add_argument("--test-only", action="store_true",
                         help="no selection runs: the selection part (validation runs, option "
                              "search, curves, diagnostics) is carried over from --carry-over")
-    parser.add_argument("--configs", default="configs/BCCD",
-                        help="folder of teacher.yaml, student.yaml, kd.yaml[, kd_best.yaml]")
+    parser.add_argument("--configs", default="",
+                        help="folder of teacher.yaml, student.yaml, kd.yaml[, kd_best.yaml] "
+                             "(default configs/BCCD or configs/Aquarium)")
     parser.add_argument("--teacher-dir", default="",
                         help="the teacher stage's folder (default <work-dir>/teacher); a pair "
                              "of the same teacher config reuses its trained teacher")
-    parser.add_argument("--work-dir", default="output/bench_bccd")
+    parser.add_argument("--work-dir", default="", help="default output/bench_<set>")
     parser.add_argument("--output", default="",
-                        help="results JSON (default results/bccd_accuracy.json, or "
-                             "results/bccd_selection.json with --selection-only)")
+                        help="results JSON (default results/<set>_accuracy.json, or "
+                             "results/<set>_selection.json with --selection-only)")
     add_run_arguments(parser)
     args = parser.parse_args()
     apply_run_arguments(args)
+    spec, ds = DATASETS[args.dataset], args.dataset
+    args.configs = args.configs or spec["configs"]
+    args.work_dir = args.work_dir or f"output/bench_{ds}"
     configs = role_configs(args.configs)
-    args.output = args.output or ("results/bccd_selection.json" if args.selection_only
-                                  else "results/bccd_accuracy.json")
-    if not args.data and os.path.isdir(SHARED_BCCD):
-        args.data = SHARED_BCCD
+    args.output = args.output or (f"results/{ds}_selection.json" if args.selection_only
+                                  else f"results/{ds}_accuracy.json")
+    args.data = args.data or os.environ.get(spec["env"], "")
+    if not args.data and os.path.isdir(spec["shared"]):
+        args.data = spec["shared"]
     if args.data:
-        os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
-        register_all()  # re-register the BCCD splits at the new root
+        os.environ[spec["env"]] = os.path.abspath(args.data)
+        register_all()  # re-register the splits at the new root (workers inherit it)
     opts, seeds = {}, args.seeds
     if args.options is None:  # all, unless the search is carried over
         args.options = [] if args.rows else list(OPTIONS)
@@ -147,12 +169,13 @@ def main():
     args.teacher_dir = args.teacher_dir or os.path.join(args.work_dir, "teacher")
     if args.test_only and not previous.get("validation"):
         parser.error("--test-only needs --carry-over results with a selection part")
-    val_split = None if args.test_only else ("bccd_train", "bccd_val")
+    val_split = None if args.test_only else (f"{ds}_train", f"{ds}_val")
     results = compare(configs, args.work_dir, seeds, val_split=val_split,
-                      test_split=("bccd_trainval", "bccd_test"), opts=opts, ablations=options,
+                      test_split=(f"{ds}_trainval", f"{ds}_test"), opts=opts, ablations=options,
                       diagnostics_period=10 if args.quick else 50, jobs=args.jobs,
                       selection_only=args.selection_only, run_rows=args.rows,
-                      previous=previous, teacher_dir=args.teacher_dir)
+                      previous=previous, teacher_dir=args.teacher_dir,
+                      val_seeds=args.val_seeds)
     if args.carry_over:
         results["protocol"]["carried_over_from"] = args.carry_over
     if args.test_only:
@@ -163,7 +186,7 @@ def main():
     results["machine"] = machine_info()
     png = os.path.splitext(args.output)[0] + ".png"
     write_report(results, args.output, png, TITLES.get(os.path.normpath(args.configs),
-                                                        f"BCCD: {args.configs}"))
+                                                        f"{ds}: {args.configs}"))
     print(format_table(results))
     print(f"\nwrote {args.output} and {png}")
 

@@ -70,8 +70,9 @@ def detection_fingerprint(cfg: CfgNode) -> str:
 
 
 def _bbox(results: Dict) -> Dict[str, float]:
-    res = results.get("bbox", results)
-    return {k: float(v) for k, v in res.items() if k in ("AP", "AP50") or k.startswith("AP50-")}
+    """Every box metric the evaluator gives: AP, AP50, AP75, and per size (APs/APm/APl)
+    and per class (AP-<class> from COCO, AP50-<class> from VOC) when it has them."""
+    return {k: float(v) for k, v in results.get("bbox", results).items()}
 
 
 def train_detector(cfg: CfgNode, resume: bool = False) -> Dict:
@@ -86,12 +87,13 @@ def train_detector(cfg: CfgNode, resume: bool = False) -> Dict:
     return {"weights": os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), **_bbox(results)}
 
 
-def _stage(name: str, cfg: CfgNode, output_dir: str) -> Stage:
+def _stage(name: str, cfg: CfgNode, output_dir: str, after=()) -> Stage:
     cfg = cfg.clone()
     cfg.defrost()
     cfg.OUTPUT_DIR = output_dir
     cfg.freeze()
-    return Stage(name, cfg, train_detector, fingerprint=detection_fingerprint(cfg))
+    return Stage(name, cfg, train_detector, after=tuple(after),
+                 fingerprint=detection_fingerprint(cfg))
 
 
 @torch.no_grad()
@@ -232,14 +234,16 @@ def compare(
     run_rows: Optional[List[str]] = None,
     previous: Optional[Dict] = None,
     teacher_dir: str = "",
+    val_seeds: int = 1,
 ) -> Dict:
     """Teacher (trained once, by its own config, in `teacher_dir`, default
     `<output_dir>/teacher`: another pair of the same teacher config shares it), then
     baseline, Chen's recipe (`kd`) and kd_det's best recipe (`kd_best`, when configs has
     it):
 
-    - selection runs, when `val_split` = (train, val) datasets is given: seed seeds[0],
-      validation AP logged during training (the learning curves), plus `ablations`
+    - selection runs, when `val_split` = (train, val) datasets is given: the first
+      `val_seeds` seeds, validation AP logged during training (the learning curves of
+      seeds[0]), plus `ablations`
       ({name: KD.* overrides of Chen's recipe}: the options one at a time, the search
       kd_best is chosen by); the KD runs log KD diagnostics every `diagnostics_period`
       iterations;
@@ -248,8 +252,9 @@ def compare(
     The test runs of the rows are reported as per-seed lists; the teacher's AP is its
     weights' AP on the test dataset. opts: extra KEY VALUE lists per role (e.g. a shorter
     schedule). Stages run `jobs` at a time (one torch thread each when jobs > 1) and are
-    cached and resumable; `selection_only` stops after the selection runs (a benchmark
-    split over sessions reports its validation part first).
+    cached and resumable; the stages that do not read the teacher (baselines) share the
+    workers with it. `selection_only` stops after the selection runs (a benchmark split
+    over sessions reports its validation part first).
 
     `run_rows` (default: every row) limits the student stages to those rows; the other
     rows, and the option search when `ablations` is empty, are carried over from
@@ -265,45 +270,51 @@ def compare(
         raise ValueError(f"rows {carried} are not run: pass the results JSON to carry them "
                          "over from")
     teacher_cfg = load_cfg(configs["teacher"], opts.get("teacher"))
-    # The teacher first, alone in this process: every KD stage reads it.
     teacher_dir = teacher_dir or os.path.join(output_dir, "teacher")
     teacher_stage = _stage("teacher", teacher_cfg, teacher_dir)
-    teacher = run_stages([teacher_stage])["teacher"]
-    teacher_test = None if selection_only else evaluate_weights(
-        teacher_cfg, teacher["weights"], test_split[1], teacher_dir)
-    if any(r != "baseline" for r in carried):  # before any student trains
-        _check_same_teacher(teacher_test, previous["teacher"])
+    teacher_weights = os.path.join(teacher_dir, "model_final.pth")  # train_detector's
+    check_teacher = any(r != "baseline" for r in carried)
+    if check_teacher:  # the teacher alone first: checked before any student trains
+        run_stages([teacher_stage])
+        _check_same_teacher(evaluate_weights(teacher_cfg, teacher_weights, test_split[1],
+                                              teacher_dir), previous["teacher"])
 
     def cfg_for(row, seed, split, extra=()):
         return stage_cfg(configs, row, seed, val_split if split == "val" else test_split,
-                         teacher["weights"], split == "val", opts.get(_ROLE[row]),
+                         teacher_weights, split == "val", opts.get(_ROLE[row]),
                          diagnostics_period, extra)
 
-    stages, groups = [], []  # independent stages, selection runs first; (group, row)
+    # The teacher, then the students, selection runs first; (group, row) of each student.
+    stages, groups = [teacher_stage], []
 
     def add(group, name, cfg, split, seed):
         folder = os.path.join(split, f"{name}_s{seed}")
-        stages.append(_stage(folder, cfg, os.path.join(output_dir, folder)))
+        after = () if name == "baseline" else ("teacher",)
+        stages.append(_stage(folder, cfg, os.path.join(output_dir, folder), after))
         groups.append((group, name))
 
     if val_split:
-        for row in run_rows:
-            add("val", row, cfg_for(row, seeds[0], "val"), "val", seeds[0])
-        for name, extra in (ablations or {}).items():
-            add("ablation", name, cfg_for("kd", seeds[0], "val", extra), "val", seeds[0])
+        for seed in seeds[:val_seeds]:
+            for row in run_rows:
+                add("val", row, cfg_for(row, seed, "val"), "val", seed)
+            for name, extra in (ablations or {}).items():
+                add("ablation", name, cfg_for("kd", seed, "val", extra), "val", seed)
     for seed in [] if selection_only else seeds:
         for row in run_rows:
             add("test", row, cfg_for(row, seed, "test"), "test", seed)
     records = run_stages(stages, jobs)
+    teacher = records["teacher"]
+    teacher_test = None if selection_only else evaluate_weights(
+        teacher_cfg, teacher["weights"], test_split[1], teacher_dir)
 
     results = {"protocol": {
-        "selection": (f"train {val_split[0]} -> validate {val_split[1]}, seed {seeds[0]}"
-                      if val_split else "none"),
+        "selection": (f"train {val_split[0]} -> validate {val_split[1]}, seeds "
+                      f"{list(seeds[:val_seeds])}" if val_split else "none"),
         "test": f"train {test_split[0]} -> test {test_split[1]}, seeds {list(seeds)}",
         "teacher": f"{configs['teacher']}, trained once on its own DATASETS.TRAIN",
     }}
     by_group: Dict[str, Dict[str, List]] = {"val": {}, "ablation": {}, "test": {}}
-    for (group, name), stage in zip(groups, stages):
+    for (group, name), stage in zip(groups, stages[1:]):
         by_group[group].setdefault(name, []).append(
             dict(records[stage.name], dir=stage.cfg.OUTPUT_DIR, cfg=stage.cfg))
     if not selection_only:

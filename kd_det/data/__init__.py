@@ -1,9 +1,11 @@
-"""Datasets (built-in synthetic, COCO-json, VOC layout) and input transforms."""
+"""Datasets (built-in synthetic, COCO-json, VOC layout, BCCD, Aquarium) and input transforms."""
 from .builtin import BUILTIN_CLASSES, BuiltinSpec, builtin_root, prepare_builtin
 from .datasets import (
+    AQUARIUM_CLASSES,
     BCCD_CLASSES,
     DatasetNotRegisteredError,
     add_dataset_arguments,
+    aquarium_root,
     bccd_root,
     check_dataset_registered,
     check_voc_evaluable,
@@ -18,6 +20,7 @@ from .lr_degrade import LR_SIZES, LRDegradation, down_up
 from .preflight import PREFLIGHT_MODES, NamedErrorMapper, check_records, checked_dataset_dicts
 
 __all__ = [
+    "AQUARIUM_CLASSES",
     "BCCD_CLASSES",
     "BUILTIN_CLASSES",
     "BuiltinSpec",
@@ -27,6 +30,7 @@ __all__ = [
     "NamedErrorMapper",
     "PREFLIGHT_MODES",
     "add_dataset_arguments",
+    "aquarium_root",
     "bccd_root",
     "builtin_root",
     "check_dataset_registered",

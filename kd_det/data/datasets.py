@@ -21,8 +21,10 @@ from PIL import Image
 from .builtin import BUILTIN_CLASSES, BuiltinSpec, builtin_root, prepare_builtin
 
 __all__ = [
+    "AQUARIUM_CLASSES",
     "BCCD_CLASSES",
     "add_dataset_arguments",
+    "aquarium_root",
     "register_from_arguments",
     "DatasetNotRegisteredError",
     "bccd_root",
@@ -39,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 BCCD_CLASSES = ("RBC", "WBC", "Platelets")
 BCCD_SPLITS = ("train", "val", "trainval", "test")
+# Roboflow's Aquarium (CC BY 4.0), category ids 1..7 in this order.
+AQUARIUM_CLASSES = ("fish", "jellyfish", "penguin", "puffin", "shark", "starfish", "stingray")
+AQUARIUM_SPLITS = BCCD_SPLITS
 
 # Names registered through this module, listed when a dataset name is unknown.
 _KD_DATASETS: Dict[str, dict] = {}
@@ -205,6 +210,13 @@ def bccd_root() -> str:
         os.environ.get("DETECTRON2_DATASETS", "datasets"), "BCCD")
 
 
+def aquarium_root() -> str:
+    """$KD_DET_AQUARIUM_ROOT, else $DETECTRON2_DATASETS/aquarium (layout: images/ and
+    annotations/instances_<split>.json)."""
+    return os.environ.get("KD_DET_AQUARIUM_ROOT") or os.path.join(
+        os.environ.get("DETECTRON2_DATASETS", "datasets"), "aquarium")
+
+
 # ---------------------------------------------------------------------------------------
 # Built-in synthetic set
 
@@ -233,14 +245,21 @@ def register_builtin(prefix: str = "kd_builtin", root: Optional[str] = None,
 
 
 def register_all() -> None:
-    """kd_det's named datasets: kd_builtin_{train,val} and bccd_{train,val,trainval,test}.
+    """kd_det's named datasets: kd_builtin_{train,val}, bccd_{train,val,trainval,test} and
+    aquarium_{train,val,trainval,test}.
 
     Paths are read from the environment now; call again after changing
-    DETECTRON2_DATASETS or KD_DET_BCCD_ROOT.
+    DETECTRON2_DATASETS, KD_DET_BCCD_ROOT or KD_DET_AQUARIUM_ROOT.
     """
     register_builtin()
     for split in BCCD_SPLITS:
         register_voc_layout(f"bccd_{split}", bccd_root(), split, BCCD_CLASSES)
+    root = os.path.abspath(aquarium_root())
+    for split in AQUARIUM_SPLITS:
+        register_coco_json(f"aquarium_{split}",
+                           os.path.join(root, "annotations", f"instances_{split}.json"),
+                           os.path.join(root, "images"),
+                           metadata={"thing_classes": list(AQUARIUM_CLASSES)})
 
 
 class DatasetNotRegisteredError(KeyError):
