@@ -17,6 +17,7 @@ import torch
 
 import kd_det  # noqa: F401  (registers DistillRCNN and the MobileNetV2 backbone)
 from kd_det.benchmarks.detection import load_cfg
+from kd_det.benchmarks.machine import code_version
 from kd_det.benchmarks.speed import run_speed_bench
 from kd_det.file_io import save_json
 
@@ -51,6 +52,7 @@ def main(argv=None):
                           args.teacher_weights, args.teachers)
     out["config_file"] = args.config_file
     out["command"] = shlex.join(["python", "tools/bench_speed.py", *argv])
+    out.update(code_version())
     save_json(args.output, out)
     print(json.dumps(out, indent=2))
     return out

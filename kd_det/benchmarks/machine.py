@@ -1,13 +1,14 @@
-"""What a benchmark's timings depend on, measured on the machine that ran it."""
+"""What a benchmark's results depend on: the machine that ran it, and the code."""
 import os
 import platform
 import resource
+import subprocess
 import sys
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
-__all__ = ["cpu_model", "machine_info", "peak_rss_mb"]
+__all__ = ["code_version", "cpu_model", "machine_info", "peak_rss_mb"]
 
 
 def cpu_model() -> str:
@@ -31,3 +32,23 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes / KiB
+
+
+def code_version(root: str = "") -> Dict[str, Optional[object]]:
+    """{"commit", "tree_clean"} of the git checkout at `root` (default: kd_det's) that
+    produced a result, both None outside one: a number is only comparable with the code it
+    came from. Untracked files do not make the tree dirty (outputs live there)."""
+    root = root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def git(*args):
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              timeout=30)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "tree_clean": None}
+    if head.returncode != 0 or status.returncode != 0:
+        return {"commit": None, "tree_clean": None}
+    return {"commit": head.stdout.strip(), "tree_clean": not status.stdout.strip()}

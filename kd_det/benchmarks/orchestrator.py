@@ -25,7 +25,7 @@ import torch
 from detectron2.config import CfgNode
 
 from ..file_io import save_json
-from .machine import machine_info
+from .machine import code_version, machine_info
 
 __all__ = ["Stage", "run_stages", "run_report", "cached_json", "config_fingerprint",
            "read_diagnostics", "pick_best", "mean_spread", "add_run_arguments",
@@ -206,7 +206,7 @@ def run_report(stages: Sequence[Stage], summary: Callable[[Records, bool], Dict]
     from .report import save_report
 
     t0 = time.perf_counter()
-    header = {"command": command, "hardware": machine_info()}
+    header = {"command": command, **code_version(), "hardware": machine_info()}
 
     def results(records, complete):
         return {**header, **summary(records, complete), "complete": complete}

@@ -5,6 +5,7 @@ import os
 from typing import Dict, List, Sequence, Tuple, Union
 
 from ..file_io import save_json
+from .machine import code_version
 from .orchestrator import mean_spread
 
 __all__ = ["Bars", "Curves", "save_report", "save_figure", "mean_std"]
@@ -77,7 +78,10 @@ def save_figure(path: str, panels: List[Panel], title: str = "") -> None:
 
 def save_report(results: Dict, json_path: str, png_path: str, panels: List[Panel],
                 title: str = "") -> None:
-    """`results` as JSON at `json_path` and the chart of `panels` at `png_path`."""
+    """`results` as JSON at `json_path`, with the commit that produced it and whether the
+    tree was clean (unless `results` has them already), and the chart of `panels` at
+    `png_path`."""
+    results = {**code_version(), **results}
     save_json(json_path, results)
     save_figure(png_path, panels, title)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from detectron2.config import CfgNode
 
-from kd_det.benchmarks.machine import cpu_model, machine_info
+from kd_det.benchmarks.machine import code_version, cpu_model, machine_info
 from kd_det.benchmarks.orchestrator import (
     Stage,
     mean_spread,
@@ -99,6 +99,7 @@ def test_report_is_written_after_every_stage_with_the_measured_machine(tmp_path)
     assert saved == report and saved["complete"] and saved["score"] == [10.0, 20.0]
     assert partial[1]["score"] == [10.0] and not partial[1]["complete"]
     assert saved["command"] == "cmd" and saved["total_wall_s"] > 0
+    assert saved["commit"] == code_version()["commit"] and "tree_clean" in saved
     assert saved["hardware"]["cpu"] == cpu_model() and "load_avg_1min_end" in saved["hardware"]
     assert (tmp_path / "r.png").stat().st_size > 0
 
@@ -134,3 +135,22 @@ def test_read_diagnostics_averages_each_logged_scalar(tmp_path):
     g = diag["grad_ratio/hint"]  # a stage logged under the old loss_ names
     assert g["mean"] == pytest.approx(0.3) and (g["first"], g["last"], g["n"]) == (0.2, 0.4, 2)
     assert diag["roi_bound_active_frac"]["n"] == 1
+
+
+def test_code_version_names_the_commit_and_whether_tracked_files_changed(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    assert code_version(str(tmp_path)) == {"commit": None, "tree_clean": None}
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / "output.json").write_text("{}")  # untracked: still clean
+    assert code_version(str(tmp_path)) == {"commit": head, "tree_clean": True}
+    (tmp_path / "a.txt").write_text("2")
+    assert code_version(str(tmp_path)) == {"commit": head, "tree_clean": False}
