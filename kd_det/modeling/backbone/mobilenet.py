@@ -14,6 +14,7 @@ scripts reading such a config call ``kd_det.add_mobilenet_config(cfg)`` first.
 """
 import importlib.util
 import os
+from typing import Dict
 
 import torch
 from detectron2.config import CfgNode as CN
@@ -95,6 +96,7 @@ class MobileNetV2(Backbone):
             self.features = nn.SyncBatchNorm.convert_sync_batchnorm(self.features)
         self._out_features = list(out_features)
         self._ends = {n: _STAGES[n][0] for n in out_features}
+        self._name_after = {end - 1: n for n, end in self._ends.items()}
         self._out_feature_strides = {n: _STAGES[n][1] for n in out_features}
         self._out_feature_channels = {
             n: self._stage_channels(self._ends[n]) for n in out_features}
@@ -136,13 +138,13 @@ class MobileNetV2(Backbone):
         return self
 
     def forward(self, x):
-        outputs = {}
-        start = 0
-        for name in sorted(self._ends, key=self._ends.get):
-            for layer in self.features[start:self._ends[name]]:
-                x = layer(x)
-            start = self._ends[name]
-            outputs[name] = x
+        # One loop over `features` with a dict lookup: TorchScript compiles it (sorting by
+        # a key function or slicing the Sequential by a computed index it does not).
+        outputs: Dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self._name_after:
+                outputs[self._name_after[i]] = x
         return {n: outputs[n] for n in self._out_features}
 
     def output_shape(self):
