@@ -20,5 +20,7 @@ setup(
         "matplotlib",
         "tqdm",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout", "ruff"]},
+    # deploy: tools/export_student.py --format onnx and ONNX Runtime in tools/bench_deploy.py.
+    extras_require={"dev": ["pytest", "pytest-timeout", "ruff"],
+                    "deploy": ["onnx", "onnxruntime"]},
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of .venv: torch, Detectron2 (only when it is not importable),
-# the data packages kd_det reads from disk, then kd_det itself in editable mode.
+# the data packages kd_det reads from disk, then kd_det itself in editable mode (with the
+# dev and deploy extras: pytest and ruff, onnx and onnxruntime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,5 +40,5 @@ if [ ! -d "$FMNIST" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; th
         || echo "warning: could not install dataset-fashion-mnist; classification tests will skip" >&2
 fi
 
-"$PIP" install -q -e ".[dev]"
+"$PIP" install -q -e ".[dev,deploy]"
 touch "$STAMP"
