@@ -4,6 +4,7 @@ students alike, with Detectron2's usual arguments.
 
     python tools/train_net.py --config-file configs/builtin/kd.yaml
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+    python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS export/student_final.onnx
     python tools/train_net.py --config-file ... --num-gpus 8 SOLVER.IMS_PER_BATCH 32
 
 Your own data without code: register datasets from the command line (repeatable), then
@@ -22,6 +23,7 @@ from detectron2.utils.logger import setup_logger
 import kd_det
 from kd_det.checkpoint import SafeDetectionCheckpointer
 from kd_det.data import register_from_arguments
+from kd_det.deploy.wrapper import EXPORTED_SUFFIXES, ExportedDetector, exported_eval_config
 from kd_det.engine import KDTrainer, check_datasets
 from kd_det.engine.cli import argument_parser, launch_main
 
@@ -45,6 +47,9 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         check_datasets(cfg)
+        if cfg.MODEL.WEIGHTS.endswith(EXPORTED_SUFFIXES):  # a TorchScript or ONNX export
+            return KDTrainer.test(exported_eval_config(cfg, cfg.MODEL.WEIGHTS),
+                                  ExportedDetector(cfg.MODEL.WEIGHTS))
         model = KDTrainer.build_model(cfg)
         SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
