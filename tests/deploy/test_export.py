@@ -194,18 +194,24 @@ def test_exported_ap_equals_eager_ap_in_train_net(trained, fmt, tmp_path):
 
 
 def test_detection_tolerances():
-    boxes = torch.tensor([[10.0, 10.0, 2000.0, 50.0], [5.0, 5.0, 20.0, 20.0]])
-    ref = (boxes, torch.tensor([0.9, 0.9]), torch.tensor([1, 2]))
-    near = boxes + torch.tensor([[0.4, 0, 1.9, 0], [0.5, 0, 0, 0]])  # 0.5 px or 1e-3 of 2000
-    assert detection_differences(ref, (near, ref[1] + 5e-5, ref[2])) == []
+    boxes = torch.tensor([[10.0, 10.0, 2000.0, 50.0], [5.0, 5.0, 20.0, 20.0],
+                          [30.0, 30.0, 60.0, 60.0]])
+    ref = (boxes, torch.tensor([0.9, 0.9, 0.5]), torch.tensor([1, 2, 0]))
+    near = boxes + torch.tensor([[0.4, 0, 1.9, 0], [0.5, 0, 0, 0], [0, 0, 0, 0]])
+    assert detection_differences(ref, (near, ref[1] + 5e-5, ref[2])) == []  # 0.5 px or 1e-3
     # Scores tied within the tolerance may come out in either order.
-    assert detection_differences(ref, (boxes.flip(0), ref[1], ref[2].flip(0))) == []
+    swap = [1, 0, 2]
+    assert detection_differences(ref, (boxes[swap], ref[1], ref[2][swap])) == []
     for other in [(boxes + 0.6, *ref[1:]), (boxes, ref[1] + 2e-4, ref[2]),
                   (boxes, ref[1], ref[2] + 1)]:
         assert detection_differences(ref, other)[0].startswith(
-            "2 of 2 detections have no exported counterpart")
+            "3 of 3 detections have no exported counterpart")
     assert detection_differences(ref, tuple(x[:1] for x in ref)) == [
-        "1 detections instead of 2"]
+        "1 detections instead of 3"]
+    # At the cut (top-k, score threshold), another of the detections tied there may be kept.
+    moved = boxes + torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [40, 0, 40, 0]])
+    assert detection_differences(ref, (moved, ref[1], ref[2])) == []
+    assert detection_differences(ref, (moved, torch.tensor([0.9, 0.9, 0.6]), ref[2])) != []
 
 
 def _refused(tmp_path, match, *args, cfg=None, **kwargs):
