@@ -21,9 +21,7 @@ import os
 import shlex
 import sys
 
-from kd_det.benchmarks.machine import machine_info
-from kd_det.benchmarks.report import save_report
-from kd_det.deploy.bench import (
+from kd_det.benchmarks.deploy import (
     FORMATS,
     bench_image,
     deploy_table,
@@ -32,6 +30,8 @@ from kd_det.deploy.bench import (
     prepare,
     run_rows,
 )
+from kd_det.benchmarks.machine import machine_info
+from kd_det.benchmarks.report import save_report
 from kd_det.deploy.runtime import require_deploy_extra
 
 

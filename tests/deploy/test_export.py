@@ -260,7 +260,7 @@ def test_the_tool_names_what_to_fix(trained, tmp_path, capsys):
 
 
 def test_a_timed_export_runs_without_kd_det(trained, tmp_path):
-    from kd_det.deploy.bench import prepare, time_one
+    from kd_det.benchmarks.deploy import prepare, time_one
 
     image = load_model_input(trained["images"][0], student_config(trained["cfg"]))
     assert image[0].shape[-2:] == (64, 64)

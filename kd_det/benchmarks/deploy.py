@@ -12,18 +12,18 @@ import cv2
 import numpy as np
 import torch
 
-from ..benchmarks.detection import load_cfg
-from ..benchmarks.report import Bars
+from ..deploy import deployable_model, export_deployable
+from ..deploy.images import load_model_input
 from ..engine.export import _build_yacs_student, student_config
-from .export import export_deployable
-from .images import load_model_input
-from .student import deployable_model
+from .detection import load_cfg
+from .report import Bars
 
 __all__ = ["FORMATS", "bench_image", "prepare", "time_one", "run_rows", "summarise",
            "headline", "panels", "deploy_table"]
 
 FORMATS = ("eager", "torchscript", "onnx")
-_LATENCY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "latency.py")
+_LATENCY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy",
+                        "latency.py")
 
 
 def bench_image(path: str, height: int = 480, width: int = 640, seed: int = 0) -> str:
