@@ -5,8 +5,8 @@ median and p90, throughput and peak RSS, each (model, format, threads) in its ow
 Writes results/deploy_cpu.json (with the commit and the machine) and .png, and prints the
 README table.
 
-    python tools/bench_deploy.py                        # the full run, about 20 minutes
-    python tools/bench_deploy.py --quick                # a smoke run (output/bench_deploy_quick)
+    python tools/bench_deploy.py            # the full run: 36 timing processes, ~5 min
+    python tools/bench_deploy.py --quick    # a smoke run (output/bench_deploy_quick)
     python tools/bench_deploy.py --student-config configs/BCCD/kd.yaml \
         --student-weights output/bccd/kd/model_final.pth \
         --teacher-config configs/BCCD/teacher.yaml \
