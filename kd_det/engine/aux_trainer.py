@@ -23,9 +23,8 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.registry import Registry
-from fvcore.common.checkpoint import Checkpointer
 
-from ..checkpoint import safe_torch_load
+from ..checkpoint import SafeCheckpointer, safe_torch_load
 from ..file_io import save_json
 from ..modeling.frozen import load_strict
 
@@ -43,7 +42,10 @@ def load_aux_teacher(net: torch.nn.Module, path: str, key: str, head: str, expec
     into `net`. A checkpoint whose `head` weight has another number of outputs than
     `expected` (the config's `count_key`) is refused first, naming both."""
     if os.path.isfile(path):
-        state = safe_torch_load(path)
+        try:
+            state = safe_torch_load(path)
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from e
         weight = state.get("model", state).get(f"student.{head}") \
             if isinstance(state, dict) else None
         if weight is not None and weight.shape[0] != expected:
@@ -114,7 +116,7 @@ class AuxTrainer(TrainerBase):
         self.model = model
         self.optimizer = optimizer
         self.scheduler = build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = Checkpointer(
+        self.checkpointer = SafeCheckpointer(
             model, cfg.OUTPUT_DIR, optimizer=optimizer, scheduler=self.scheduler
         )
         self.start_iter = 0
@@ -211,8 +213,13 @@ class AuxTrainer(TrainerBase):
     def resume_or_load(self, resume: bool = True):
         """Resume from the last checkpoint in OUTPUT_DIR, else load MODEL.WEIGHTS (if any)."""
         weights = self.cfg.MODEL.WEIGHTS
-        ckpt = self.checkpointer.resume_or_load(weights, resume=resume)
-        if resume and self.checkpointer.has_checkpoint():
+        resuming = resume and self.checkpointer.has_checkpoint()
+        try:
+            ckpt = self.checkpointer.resume_or_load(weights, resume=resume)
+        except ValueError as e:  # SafeCheckpointer's refusal, naming the file
+            key = "--resume (OUTPUT_DIR/last_checkpoint)" if resuming else "MODEL.WEIGHTS"
+            raise ValueError(f"{key}: {e}") from e
+        if resuming:
             self.start_iter = ckpt.get("iteration", -1) + 1
         logging.getLogger(__name__).info("initial weights: %s", weights or "(from scratch)")
 

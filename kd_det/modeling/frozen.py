@@ -27,11 +27,11 @@ def load_strict(module: nn.Module, path: str, key: str, checkpointer_cls=None) -
 
     A teacher that silently keeps random weights is the most reported distillation bug,
     so any incompatibility is an error naming the config `key` that gave the path.
-    `checkpointer_cls` defaults to fvcore's Checkpointer; detection passes Detectron2's
-    DetectionCheckpointer so that model-zoo .pkl files load too.
+    `checkpointer_cls` defaults to kd_det's SafeCheckpointer (fvcore's, refusing code by
+    name); detection passes SafeDetectionCheckpointer so that model-zoo .pkl files load too.
     """
     if checkpointer_cls is None:
-        from fvcore.common.checkpoint import Checkpointer as checkpointer_cls
+        from ..checkpoint import SafeCheckpointer as checkpointer_cls
     if not path:
         raise ValueError(f"{key} is empty: give the path of the trained teacher's weights.")
     if not os.path.isfile(path):
