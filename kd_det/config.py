@@ -10,7 +10,7 @@ import math
 
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_kd_config", "validate_kd_config"]
+__all__ = ["add_kd_config", "merge_kd_config_file", "validate_kd_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def add_kd_config(cfg: CN) -> None:
     # so that a teacher that loaded wrong is caught at once.
     _C.KD.TEACHER.EVAL_BEFORE_TRAIN = True
     # The teacher's YAML is read as safe YAML (a !!python tag could run code); set True
-    # only for a file you trust that needs such tags.
+    # only for a file you trust that needs such tags, on the command line or in code: a
+    # config file that sets it is refused (merge_kd_config_file).
     _C.KD.TEACHER.ALLOW_UNSAFE_YAML = False
     # Several teachers (MEAL V2's ensemble idea, for detection): a list of
     # [CONFIG_FILE, WEIGHTS] pairs, used instead of KD.TEACHER.CONFIG_FILE/WEIGHTS (leave
@@ -200,3 +201,16 @@ def _check_weight(value: float, key: str, limit: float = 1e4, usual: float = 100
     if value > usual:
         logger.warning("%s=%s is above the usual range (<= %g); check the loss scale.",
                        key, value, usual)
+
+
+def merge_kd_config_file(cfg: CN, path: str) -> None:
+    """cfg.merge_from_file(path) as safe YAML, refusing a file (or a _BASE_ it names) that
+    turns KD.TEACHER.ALLOW_UNSAFE_YAML on: the opt-in cannot sit in the kind of file it
+    guards against. Command-line opts merged afterwards, or code, may set it."""
+    before = cfg.KD.TEACHER.ALLOW_UNSAFE_YAML
+    cfg.merge_from_file(path, allow_unsafe=False)
+    if cfg.KD.TEACHER.ALLOW_UNSAFE_YAML and not before:
+        raise ValueError(
+            f"{path} sets KD.TEACHER.ALLOW_UNSAFE_YAML True; a config file cannot opt itself "
+            "into unsafe YAML. Remove it from the file, and for a teacher YAML you trust "
+            "pass `KD.TEACHER.ALLOW_UNSAFE_YAML True` on the command line (or set it in code).")

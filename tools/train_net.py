@@ -33,7 +33,7 @@ def setup(args):
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
     kd_det.add_mobilenet_config(cfg)
-    cfg.merge_from_file(args.config_file, allow_unsafe=False)
+    kd_det.config.merge_kd_config_file(cfg, args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)

@@ -35,7 +35,7 @@ def _resolve_config_file(name: str, key: str = "KD.TEACHER.CONFIG_FILE") -> str:
 
 
 def _read_yacs_teacher(path: str, opts, allow_unsafe: bool, key: str,
-                       unsafe_key: str) -> CfgNode:
+                       unsafe_opt: str) -> CfgNode:
     """A teacher's yacs config (safe YAML unless allowed) with `opts` merged. The YAML may
     hold kd_det's keys (a teacher trained with tools/train_net.py, a MobileNetV2
     backbone)."""
@@ -48,7 +48,8 @@ def _read_yacs_teacher(path: str, opts, allow_unsafe: bool, key: str,
         tcfg.merge_from_file(path, allow_unsafe=allow_unsafe)
     except Exception as e:
         hint = ("" if allow_unsafe else " It is read as safe YAML: a !!python tag could run "
-                f"code. If you trust the file and need its tags, set {unsafe_key} True.")
+                f"code. If you trust the file and need its tags, pass `{unsafe_opt}` on the "
+                "command line (a config file cannot set it).")
         raise ValueError(f"{key}={path!r} could not be read: {e}.{hint}") from e
     tcfg.merge_from_list(list(opts))
     if tcfg.MODEL.META_ARCHITECTURE == "DistillRCNN":
@@ -79,7 +80,7 @@ def build_teacher_cfg(cfg: CfgNode, index: int = 0) -> CfgNode:
     config_file, weights, key = teacher_specs(cfg)[index]
     path = _resolve_config_file(config_file, key)
     tcfg = _read_yacs_teacher(path, cfg.KD.TEACHER.OPTS, cfg.KD.TEACHER.ALLOW_UNSAFE_YAML,
-                              key, "KD.TEACHER.ALLOW_UNSAFE_YAML")
+                              key, "KD.TEACHER.ALLOW_UNSAFE_YAML True")
     tcfg.MODEL.DEVICE = cfg.MODEL.DEVICE
     tcfg.MODEL.WEIGHTS = weights
     if tcfg.MODEL.ROI_HEADS.NUM_CLASSES != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
@@ -115,7 +116,9 @@ def load_teacher(config_file: str, weights: str, opts: Sequence[str] = (),
             must match the model, none may be missing.
         opts: overrides, ``KEY VALUE`` pairs for yacs or ``a.b=c`` for a LazyConfig.
         device: where the teacher runs (the student's device).
-        allow_unsafe_yaml: read a yacs file's !!python tags (they can run code).
+        allow_unsafe_yaml: read a yacs file's !!python tags (they can run code). A
+            LazyConfig ``.yaml`` cannot set it (kd_det.engine.lazy_yaml); a ``.py`` one
+            or the command line can.
     """
     key = "model.teacher.config_file"
     path = _resolve_config_file(config_file, key)
@@ -131,7 +134,7 @@ def load_teacher(config_file: str, weights: str, opts: Sequence[str] = (),
         teacher.to(device)
     else:
         tcfg = _read_yacs_teacher(path, opts, allow_unsafe_yaml, key,
-                                  "model.teacher.allow_unsafe_yaml")
+                                  "model.teacher.allow_unsafe_yaml=True")
         tcfg.MODEL.DEVICE = device
         teacher = build_model(tcfg)
     load_strict(teacher, weights, "model.teacher.weights",
