@@ -6,7 +6,7 @@ import tempfile
 
 import torch
 
-__all__ = ["save_json", "atomic_torch_save"]
+__all__ = ["save_json", "atomic_torch_save", "check_writable"]
 
 
 def save_json(path: str, obj) -> None:
@@ -25,3 +25,21 @@ def atomic_torch_save(obj, path: str) -> None:
     tmp = path + ".tmp"
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def check_writable(folder: str, what: str = "the output folder") -> None:
+    """Refuse, naming it, a `folder` that cannot be written (read-only, or under a file),
+    before work whose result goes there; torch's own error ("open file failed") names
+    nothing. Nothing is created: the nearest existing ancestor is probed."""
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        if not os.path.isdir(probe):
+            raise NotADirectoryError(f"{probe} is a file")
+        fd, tmp = tempfile.mkstemp(dir=probe, suffix=".tmp")
+    except OSError as e:
+        raise PermissionError(f"{what} {folder!r} cannot be written ({e.strerror or e}): "
+                              "choose a folder you can write to.") from e
+    os.close(fd)
+    os.remove(tmp)

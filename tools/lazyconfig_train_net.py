@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train or evaluate a LazyConfig (.py) model with kd_det: Detectron2's
+r"""Train or evaluate a LazyConfig (.py or .yaml) model with kd_det: Detectron2's
 tools/lazyconfig_train_net.py plus what kd_det's yacs path does: datasets registered from
 the command line and checked before the first step, the teacher's AP logged before the
 first KD step, a learning curve (OUTPUT_DIR/curve.json), the student exported at the end.
@@ -12,7 +12,11 @@ first KD step, a learning curve (OUTPUT_DIR/curve.json), the student exported at
         --dataset-coco mine_train ann/train.json images/train \
         'dataloader.train.dataset.names=mine_train'
 
-A LazyConfig is Python and runs when loaded: give only config files you trust.
+A ``.py`` LazyConfig is a Python program (Detectron2's design): loading it runs it, so give
+only ``.py`` files you trust. A ``.yaml`` LazyConfig (a saved run, a student export) is read
+as data: plain YAML (a ``!!python`` tag is refused), its ``_target_`` limited to model,
+data, evaluation and solver callables (kd_det.engine.lazy_yaml.SAFE_TARGET_MODULES), and
+``model.teacher.allow_unsafe_yaml`` accepted only on the command line.
 """
 import logging
 
@@ -38,6 +42,7 @@ from kd_det.engine import check_class_count, create_ddp_model, export_lazy_stude
 from kd_det.engine.cli import argument_parser, launch_main
 from kd_det.engine.hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 from kd_det.engine.lazy import build_optimizer, lazy_test
+from kd_det.engine.lazy_yaml import load_lazy_config, plain_lazy_config
 from kd_det.modeling import DistillRCNN
 
 logger = logging.getLogger("detectron2")
@@ -100,7 +105,10 @@ def do_train(args, cfg):
 
 def setup(args):
     register_from_arguments(args)
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    cfg = LazyConfig.apply_overrides(load_lazy_config(args.config_file), args.opts)
+    # Plain values and LazyCall nodes only (ShapeSpec too), so that the config.yaml
+    # default_setup saves and the student export read back as data.
+    cfg = plain_lazy_config(cfg)
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="kd_det")
     return cfg
@@ -119,4 +127,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    launch_main(main, argument_parser().parse_args())
+    parser = argument_parser()
+    parser.description = __doc__  # --help says what loading a .py or a .yaml does
+    launch_main(main, parser.parse_args())

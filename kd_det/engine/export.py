@@ -8,7 +8,7 @@ import torch
 from detectron2.config import CfgNode
 
 from ..checkpoint import safe_torch_load
-from ..file_io import atomic_torch_save
+from ..file_io import atomic_torch_save, check_writable
 
 __all__ = ["student_state_dict", "student_config", "export_student", "export_lazy_student"]
 
@@ -84,6 +84,7 @@ def _export(checkpoint_path: str, output_dir: str, name: str, overwrite: bool, s
     if not overwrite and (os.path.exists(weights) or os.path.exists(config)):
         raise FileExistsError(f"{weights} or {config} exists already; choose another --output "
                               "or pass --overwrite.")
+    check_writable(output_dir, "the export folder")
     ckpt = safe_torch_load(checkpoint_path)
     state = student_state_dict(ckpt.get("model", ckpt))
     model, write_config = build(weights)
@@ -115,16 +116,23 @@ def export_student(cfg: CfgNode, checkpoint_path: str, output_dir: str,
 def export_lazy_student(cfg, checkpoint_path: str, output_dir: str,
                         name: str = "student_final", overwrite: bool = True) -> Dict[str, str]:
     """export_student for a LazyConfig run: `<name>.yaml` is the run's LazyConfig with
-    ``model`` the student alone and ``train.init_checkpoint`` its weights, loadable by
-    ``LazyConfig.load`` and Detectron2's lazyconfig_train_net.py."""
+    ``model`` the student alone and ``train.init_checkpoint`` its weights, in plain YAML
+    (no Python tag: kd_det's safe loader and ``LazyConfig.load`` both read it)."""
     from detectron2.config import LazyConfig, instantiate
+
+    from .lazy_yaml import plain_lazy_config, read_plain_yaml
 
     def build(weights):
         out = copy.deepcopy(cfg)
         _scale_lazy_test_resize(out, out.model.get("input_scale", 1.0))
         out.model = out.model.student
         out.train.init_checkpoint = weights
-        return instantiate(out.model), lambda path: LazyConfig.save(out, path)
+        out = plain_lazy_config(out)
+
+        def write(path):
+            LazyConfig.save(out, path)
+            read_plain_yaml(path)  # what was written must read back as data
+        return instantiate(out.model), write
 
     return _export(checkpoint_path, output_dir, name, overwrite, ".yaml", build)
 
