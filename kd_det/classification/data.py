@@ -4,6 +4,7 @@ official 10k test set for the reported numbers."""
 import functools
 import gzip
 import os
+import zlib
 from typing import Tuple
 
 import numpy as np
@@ -24,8 +25,14 @@ _IDX_DTYPES = {0x08: np.uint8}
 def read_idx(path: str) -> np.ndarray:
     """An IDX file (optionally gzipped) as a numpy array; only unsigned-byte data."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise
+    except (EOFError, OSError, zlib.error) as e:  # a truncated or corrupt .gz
+        raise ValueError(f"{path} cannot be read ({e}): it is truncated or corrupt; copy it "
+                         f"again, or {_INSTALL_HINT}") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
@@ -70,6 +77,7 @@ def load_split(cfg, split: str) -> torch.utils.data.TensorDataset:
     if split == "test":
         images, labels = _read_split(d.ROOT, "test")
         n = d.TEST_SIZE or len(images)
+        _check_labels(labels[:n], cfg, "test")
         return torch.utils.data.TensorDataset(_normalize(images[:n]), labels[:n])
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
@@ -80,8 +88,17 @@ def load_split(cfg, split: str) -> torch.utils.data.TensorDataset:
     else:
         rest = order[d.VAL_SIZE:]
         idx = rest[:d.TRAIN_SIZE] if d.TRAIN_SIZE else rest
-    bad = labels[idx] >= cfg.CLS.NUM_CLASSES
-    if bad.any():
-        raise ValueError(f"labels up to {int(labels[idx].max())} but CLS.NUM_CLASSES="
-                         f"{cfg.CLS.NUM_CLASSES}")
+    _check_labels(labels[idx], cfg, "train")
     return torch.utils.data.TensorDataset(_normalize(images[idx]), labels[idx])
+
+
+def _check_labels(labels: torch.Tensor, cfg, split: str) -> None:
+    """A label outside 0..CLS.NUM_CLASSES-1 is refused, naming its file: in the test set
+    it would otherwise be scored as a miss."""
+    n = cfg.CLS.NUM_CLASSES
+    bad = (labels >= n).nonzero()
+    if len(bad):
+        path = find_idx(cfg.CLS.DATA.ROOT, split, "labels-idx1")
+        raise ValueError(f"{path}: label {int(labels[bad[0, 0]])} (and {len(bad) - 1} more) is "
+                         f"outside 0..{n - 1} (CLS.NUM_CLASSES={n}); set CLS.NUM_CLASSES or "
+                         "fix the labels file.")

@@ -100,6 +100,7 @@ class ClsTrainer(AuxTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         dataset = load_split(cfg, "train")
+        load_split(cfg, "test")  # read and checked now, not after the last step
         logger.info("Fashion-MNIST: %d training images", len(dataset))
         return build_infinite_loader(dataset, cfg.DATALOADER.BATCH_SIZE, cfg.SEED,
                                      num_workers=cfg.DATALOADER.NUM_WORKERS)

@@ -29,9 +29,10 @@ def load_olivetti(path: str) -> Tuple[torch.Tensor, torch.Tensor]:
     except FileNotFoundError as e:
         raise FileNotFoundError(f"FACE.DATA.PATH={path!r} does not exist: give the path of "
                                 "olivettifaces.mat") from e
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"FACE.DATA.PATH={path!r} is not the Olivetti MATLAB file "
-                         f"(needs the key 'faces'): {e}") from e
+    except Exception as e:  # scipy's errors for a truncated or text file name nothing
+        raise ValueError(f"FACE.DATA.PATH={path!r} is not a readable Olivetti MATLAB file "
+                         f"(a truncated copy, or another format; it needs the key 'faces'): "
+                         f"{type(e).__name__}: {e}") from e
     if faces.ndim != 2 or faces.shape[0] != SIDE * SIDE or faces.shape[1] % IMAGES_PER_IDENTITY:
         raise ValueError(f"FACE.DATA.PATH={path!r}: 'faces' has shape {faces.shape}, expected "
                          f"({SIDE * SIDE}, {IMAGES_PER_IDENTITY} x identities)")

@@ -3,10 +3,12 @@ frozen, FitNets' stage 1 touches only the guided part, the curves and gradient n
 training unchanged, a continued run starts from the student's weights, bad input is refused
 up front."""
 import dataclasses
+import gzip
 import json
 import os
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -248,3 +250,38 @@ def test_a_registered_method_trains_without_touching_the_distiller(tmp_path, fas
     lines = [json.loads(x) for x in open(os.path.join(cfg.OUTPUT_DIR, "metrics.json"))]
     assert any("loss_logit_l2" in x for x in lines)
     assert "logit_l2" in [m.name for _, m in CLS_METHOD_REGISTRY]
+
+
+def _write_idx_gz(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _tiny_fashion_mnist(root, test_labels):
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for split, labels in (("train", np.arange(40) % 10), ("t10k", np.array(test_labels))):
+        _write_idx_gz(root / f"{split}-images-idx3-ubyte.gz",
+                      rng.integers(0, 255, (len(labels), 28, 28)))
+        _write_idx_gz(root / f"{split}-labels-idx1-ubyte.gz", labels)
+    return str(root)
+
+
+def test_truncated_gz_and_out_of_range_test_label_are_refused_naming_the_file(tmp_path):
+    """Both before the first step: the test labels are read when the trainer is built,
+    not scored as misses after the last step."""
+    sizes = {"CLS.DATA.VAL_SIZE": 8, "CLS.DATA.TRAIN_SIZE": 32, "CLS.DATA.TEST_SIZE": 0}
+    root = _tiny_fashion_mnist(tmp_path / "labels", [0, 1, 12, 3])
+    cfg = _cfg(tmp_path, **{"CLS.DATA.ROOT": root, **sizes})
+    with pytest.raises(ValueError, match=f"{root}/t10k-labels-idx1-ubyte.gz: label 12 .*"
+                                         r"outside 0..9 \(CLS.NUM_CLASSES=10\)"):
+        ClsTrainer(cfg)
+    root = _tiny_fashion_mnist(tmp_path / "truncated", [0, 1, 2, 3])
+    images = os.path.join(root, "train-images-idx3-ubyte.gz")
+    data = open(images, "rb").read()
+    open(images, "wb").write(data[:len(data) // 2])
+    cfg = _cfg(tmp_path, **{"CLS.DATA.ROOT": root, **sizes})
+    with pytest.raises(ValueError, match=f"{images} cannot be read .*truncated or corrupt"):
+        ClsTrainer(cfg)
+    assert not os.path.exists(cfg.OUTPUT_DIR)

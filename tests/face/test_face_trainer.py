@@ -213,3 +213,15 @@ def test_real_olivetti_file(shared_data):
     assert (mean - mean.flip(1)).abs().mean() < 0.5 * (mean - mean.flip(0)).abs().mean()
     cfg = FaceTrainer.setup_cfg(os.path.join(CONFIGS, "student.yaml"), ["FACE.DATA.PATH", path])
     assert [len(load_split(cfg, split)) for split in ("train", "val", "test")] == [200, 80, 120]
+
+
+@pytest.mark.parametrize("content", ["truncated", "text", "empty"])
+def test_unreadable_mat_is_refused_naming_the_file(olivetti_mat, tmp_path, content):
+    data = open(olivetti_mat, "rb").read()
+    bad = tmp_path / f"{content}.mat"
+    bad.write_bytes({"truncated": data[:len(data) // 2], "empty": b"",
+                     "text": b"not a MATLAB file\n" * 3}[content])
+    cfg = _cfg(olivetti_mat, tmp_path / "out", "student.yaml", 4, "FACE.DATA.PATH", str(bad))
+    with pytest.raises(ValueError, match=f"FACE.DATA.PATH='{bad}' is not a readable Olivetti"):
+        FaceTrainer(cfg)
+    assert not (tmp_path / "out").exists()
