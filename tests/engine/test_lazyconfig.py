@@ -13,6 +13,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 import kd_det
+from kd_det.engine.lazy_yaml import load_lazy_config
 from kd_det.modeling import build_kd_terms, load_teacher
 
 from ..detection_utils import fixed_batch, make_coco_dataset, write_teacher
@@ -129,8 +130,10 @@ def test_lazy_kd_run_trains_evaluates_resumes_and_exports(tiny_data, tmp_path, o
     ckpt = torch.load(out / "model_final.pth", weights_only=False)
     assert all(k.startswith(("student.", "adapters.")) for k in ckpt["model"])
 
-    # The export is a LazyConfig of the student alone; evaluating it gives the final AP.
-    exported = LazyConfig.load(str(out / "student_final.yaml"))
+    # The export is a LazyConfig of the student alone, in plain YAML as the run's saved
+    # config.yaml is (both read by the safe loader); evaluating it gives the final AP.
+    load_lazy_config(str(out / "config.yaml"))
+    exported = load_lazy_config(str(out / "student_final.yaml"))
     assert exported.train.init_checkpoint == str(out / "student_final.pth")
     again = lazyconfig_train_net.main(_args(tmp, teacher_cfg, teacher_w, str(tmp_path / "ev"),
                                             eval_only=True,
