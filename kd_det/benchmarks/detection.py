@@ -92,7 +92,7 @@ def _stage(name: str, cfg: CfgNode, output_dir: str, after=()) -> Stage:
     cfg.OUTPUT_DIR = output_dir
     cfg.freeze()
     return Stage(name, cfg, train_detector, after=tuple(after),
-                 fingerprint=detection_fingerprint(cfg))
+                 fingerprint=detection_fingerprint(cfg), identity=detection_fingerprint)
 
 
 @torch.no_grad()
@@ -156,14 +156,17 @@ def backbone_gflops(cfg: CfgNode) -> float:
 
 
 def read_curve(output_dir: str) -> List[Dict]:
-    """[{iter, seconds, AP, AP50, AP75}] of a stage trained with TEST.EVAL_PERIOD > 0."""
+    """[{iter, seconds, AP, AP50, AP75[, APs, APm, APl]}] of a stage trained with
+    TEST.EVAL_PERIOD > 0 (the sizes when the evaluator is COCO's)."""
     path = os.path.join(output_dir, "curve.json")
     if not os.path.isfile(path):
         return []
     with open(path) as f:
         rows = json.load(f)
     return [{"iter": r["iter"], "seconds": r["seconds"], "AP": r["bbox/AP"],
-             "AP50": r["bbox/AP50"], "AP75": r.get("bbox/AP75")} for r in rows]
+             "AP50": r["bbox/AP50"], "AP75": r.get("bbox/AP75"),
+             **{k: r[f"bbox/{k}"] for k in ("APs", "APm", "APl") if f"bbox/{k}" in r}}
+            for r in rows]
 
 
 def time_to_accuracy(curve: List[Dict], baseline_curve: List[Dict],
@@ -178,19 +181,33 @@ def time_to_accuracy(curve: List[Dict], baseline_curve: List[Dict],
 
 
 def summarize(stages: List[Dict]) -> Dict:
-    """[stage per seed] -> {"AP": [...], "AP50": [...], mean / std, train_seconds, and
-    AP50_per_class when every stage has it}."""
-    per_class = sorted(k for k in stages[0] if k.startswith("AP50-")
-                       and all(k in s for s in stages))
-    return {
-        "AP": [s["AP"] for s in stages],
-        "AP50": [s["AP50"] for s in stages],
-        "AP_stats": mean_spread([s["AP"] for s in stages]),
-        "AP50_stats": mean_spread([s["AP50"] for s in stages]),
+    """[stage per seed] -> {"AP": [...], "AP50": [...], mean / std, train_seconds, and,
+    when every stage has them, "AP75", "AP_per_size" {APs, APm, APl} and per class
+    "AP_per_class" (COCO's AP-<class>) / "AP50_per_class" (VOC's AP50-<class>)}."""
+
+    def per_seed(key):
+        return [s[key] for s in stages]
+
+    def common(keys):
+        return sorted(k for k in keys if all(k in s for s in stages))
+
+    out = {
+        "AP": per_seed("AP"),
+        "AP50": per_seed("AP50"),
+        "AP_stats": mean_spread(per_seed("AP")),
+        "AP50_stats": mean_spread(per_seed("AP50")),
         "train_seconds": [s.get("train_seconds") for s in stages],
-        **({"AP50_per_class": {k[5:]: [s[k] for s in stages] for k in per_class}}
-           if per_class else {}),
     }
+    if common(["AP75"]):
+        out["AP75"] = per_seed("AP75")
+    sizes = common(["APs", "APm", "APl"])
+    if sizes:
+        out["AP_per_size"] = {k: per_seed(k) for k in sizes}
+    for prefix, key in (("AP-", "AP_per_class"), ("AP50-", "AP50_per_class")):
+        classes = common(k for k in stages[0] if k.startswith(prefix))
+        if classes:
+            out[key] = {k[len(prefix):]: per_seed(k) for k in classes}
+    return out
 
 
 def _gap_closed(results: Dict, row: str, metric: str) -> float:

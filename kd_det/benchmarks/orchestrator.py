@@ -3,7 +3,9 @@
 A stage is one training run (a teacher, a student of one seed...). It runs once: its
 record goes to OUTPUT_DIR/stage.json with the fingerprint of its config, and a later run
 of the same config reuses it; an interrupted run of the same config resumes from its last
-checkpoint. Stages run in worker processes when jobs > 1 (one torch thread each, as two
+checkpoint, and so does a run whose config only lengthens the schedule (SOLVER.MAX_ITER,
+SOLVER.STEPS) while its checkpoint precedes both schedules' first LR step, as everything
+trained so far is what the longer schedule trains too. Stages run in worker processes when jobs > 1 (one torch thread each, as two
 torch processes on two shared cores train faster than one with two threads), a stage only
 once the stages it reads are done. Per-seed values are summarised as mean and sample std.
 """
@@ -15,6 +17,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import shlex
 import statistics
 import sys
@@ -49,7 +52,8 @@ class Stage:
     flat JSON-able dict); it is a module-level function or a trainer's classmethod, so that
     a worker process can import it. `after` names the stages whose output it reads (a
     student's teacher). `fingerprint` identifies its config in the cache (default: a hash
-    of cfg.dump()).
+    of cfg.dump()); `identity` hashes a config the way that fingerprint does, for telling
+    a lengthened schedule of the same run (a stage that reads no other).
     """
 
     name: str
@@ -57,6 +61,7 @@ class Stage:
     train: Callable[..., Dict]
     after: Tuple[str, ...] = ()
     fingerprint: str = ""
+    identity: Callable[[CfgNode], str] = config_fingerprint
 
     @property
     def record_path(self) -> str:
@@ -105,6 +110,49 @@ def read_diagnostics(output_dir: str) -> Dict[str, Dict[str, float]]:
             for k, v in sorted(series.items())}
 
 
+def _checkpoint_iter(output_dir: str) -> Optional[int]:
+    """Iterations done by the checkpoint `last_checkpoint` names (None for model_final)."""
+    with open(os.path.join(output_dir, "last_checkpoint")) as f:
+        match = re.fullmatch(r"model_(\d+)\.pth", f.read().strip())
+    return int(match.group(1)) + 1 if match else None
+
+
+def _prefix_of(old: CfgNode, new: CfgNode, done: Optional[int], identity) -> bool:
+    """Whether `done` iterations of `old` are also the first `done` iterations of `new`:
+    the configs differ only in SOLVER.MAX_ITER / STEPS and no LR step has been taken."""
+    if done is None or "SOLVER" not in old or "SOLVER" not in new:
+        return False
+    first_step = min([*old.SOLVER.STEPS, *new.SOLVER.STEPS, old.SOLVER.MAX_ITER])
+    old, new = old.clone(), new.clone()
+    for c in (old, new):
+        c.defrost()
+        c.SOLVER.MAX_ITER, c.SOLVER.STEPS = 0, ()
+    return done <= first_step and identity(old) == identity(new)
+
+
+def _may_resume(stage: Stage) -> bool:
+    """Whether an interrupted stage in `out` continues: the same config, or a lengthened
+    schedule of it (see _prefix_of)."""
+    out, cfg = stage.cfg.OUTPUT_DIR, stage.cfg
+    started = os.path.join(out, "fingerprint.txt")
+    saved = os.path.join(out, "config.yaml")
+    if not (os.path.isfile(os.path.join(out, "last_checkpoint")) and os.path.isfile(started)):
+        return False
+    with open(started) as f:
+        if f.read() == stage.key():
+            return True
+    if stage.after or not os.path.isfile(saved):
+        return False
+    with open(saved) as f:  # both read from YAML text, so that both have the same types
+        old, new = CfgNode.load_cfg(f), CfgNode.load_cfg(cfg.dump())
+    if _prefix_of(old, new, _checkpoint_iter(out), stage.identity):
+        logger.info("%s: resuming under a longer schedule (SOLVER.MAX_ITER %d, STEPS %s); its "
+                    "%d iterations so far are that schedule's too", out, cfg.SOLVER.MAX_ITER,
+                    tuple(cfg.SOLVER.STEPS), _checkpoint_iter(out))
+        return True
+    return False
+
+
 def _log_to(output_dir: str) -> None:
     """Send this stage's logs to `output_dir`/log.txt only (not to the previous stages'
     files) and to the console once, however many stages run in this process."""
@@ -124,14 +172,10 @@ def _run_stage(stage: Stage) -> Dict:
     def train():
         os.makedirs(out, exist_ok=True)
         _log_to(out)
-        started = os.path.join(out, "fingerprint.txt")
-        resume = False
-        if os.path.isfile(os.path.join(out, "last_checkpoint")) and os.path.isfile(started):
-            with open(started) as f:
-                resume = f.read() == fingerprint
+        resume = _may_resume(stage)
         with open(os.path.join(out, "config.yaml"), "w") as f:
             f.write(stage.cfg.dump())
-        with open(started, "w") as f:
+        with open(os.path.join(out, "fingerprint.txt"), "w") as f:
             f.write(fingerprint)
         t0 = time.perf_counter()
         results = stage.train(stage.cfg, resume=resume)

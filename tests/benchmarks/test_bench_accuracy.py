@@ -1,5 +1,5 @@
-"""tools/bench_accuracy.py --quick end to end on BCCD (slow: several minutes on 2 cores;
-run with -m slow)."""
+"""tools/bench_accuracy.py --quick end to end on BCCD and Aquarium (slow: several minutes
+each on 2 cores; run with -m slow)."""
 import json
 import os
 import subprocess
@@ -66,3 +66,22 @@ def test_carried_selection_maps_kd_best_to_the_search_run_of_its_settings():
     same = {"protocol": {}, "kd_best_settings": previous["kd_best_settings"]}
     tool.carry_selection(same, previous)
     assert same["validation"]["kd_best"] == _row(1.0, 1.0) and same["curves"]["kd_best"]
+
+
+@pytest.mark.slow
+def test_quick_aquarium_benchmark_reports_coco_metrics(shared_data, tmp_path):
+    """The Aquarium benchmark's smoke run (small images, 20 iterations): every row, COCO's
+    per-size and per-class AP, and the commit, in the results JSON."""
+    subprocess.run([sys.executable, "tools/bench_accuracy.py", "--dataset", "aquarium",
+                    "--quick", "--threads", "1", "--data", os.path.join(shared_data, "aquarium"),
+                    "--work-dir", str(tmp_path / "work")], cwd=ROOT, check=True,
+                   env=dict(os.environ, OMP_NUM_THREADS="1"))
+    res = json.loads((tmp_path / "work_quick" / "results.json").read_text())
+    for row in ("teacher", "baseline", "kd"):
+        assert len(res[row]["AP"]) == 1 and 0 <= res[row]["AP"][0] <= 100
+    per_class = res["baseline"]["AP_per_class"]
+    assert sorted(per_class) == sorted(["fish", "jellyfish", "penguin", "puffin", "shark",
+                                        "starfish", "stingray"])
+    assert set(res["baseline"]["AP_per_size"]) == {"APs", "APm", "APl"}
+    assert res["commit"] and "tree_clean" in res
+    assert res["protocol"]["test"].startswith("train aquarium_trainval -> test aquarium_test")

@@ -12,6 +12,7 @@ from kd_det.benchmarks.detection import (
     detection_fingerprint,
     load_cfg,
     read_curve,
+    summarize,
     time_to_accuracy,
 )
 from kd_det.benchmarks.orchestrator import config_fingerprint
@@ -68,6 +69,24 @@ def test_read_curve_renames_the_evaluation_scalars(tmp_path):
     assert read_curve(str(tmp_path)) == [
         {"iter": 100, "seconds": 5.0, "AP": 30.0, "AP50": 60.0, "AP75": 25.0}]
     assert read_curve(str(tmp_path / "none")) == []
+
+
+def test_summarize_keeps_coco_sizes_and_classes_only_when_every_seed_has_them():
+    coco = [{"AP": a, "AP50": 2 * a, "AP75": a / 2, "APs": a / 4, "APm": a / 3, "APl": a,
+             "AP-fish": a + 1, "AP-shark": a + 2, "train_seconds": 9.0} for a in (10.0, 20.0)]
+    out = summarize(coco)
+    assert out["AP"] == [10.0, 20.0] and out["AP_stats"]["mean"] == 15.0
+    assert out["AP75"] == [5.0, 10.0]
+    assert out["AP_per_size"] == {"APl": [10.0, 20.0], "APm": [10 / 3, 20 / 3],
+                                  "APs": [2.5, 5.0]}
+    assert out["AP_per_class"] == {"fish": [11.0, 21.0], "shark": [12.0, 22.0]}
+    assert "AP50_per_class" not in out
+    del coco[1]["AP-shark"], coco[1]["APs"]
+    partial = summarize(coco)
+    assert list(partial["AP_per_class"]) == ["fish"]
+    assert sorted(partial["AP_per_size"]) == ["APl", "APm"]
+    voc = summarize([{"AP": 1.0, "AP50": 2.0, "AP50-RBC": 3.0}])
+    assert voc["AP50_per_class"] == {"RBC": [3.0]} and "AP75" not in voc
 
 
 def _tiny_pair(tmp_path, prefix: str, eval_period: int = 0):

@@ -67,6 +67,34 @@ def test_an_interrupted_stage_resumes_only_its_own_config(tmp_path):
     assert _calls(tmp_path) == ["student resume=False", "student resume=True"]
 
 
+def _scheduled(root, max_iter, steps, lr=0.02, after=()):
+    cfg = CfgNode({"OUTPUT_DIR": str(root / "teacher"), "SEED": 0, "READS": [],
+                   "SOLVER": {"MAX_ITER": max_iter, "STEPS": steps, "BASE_LR": lr}})
+    return Stage("teacher", cfg, _train, after=tuple(after))
+
+
+@pytest.mark.parametrize("checkpoint,longer,resumes", [
+    ("model_0001499.pth", dict(max_iter=3000, steps=(2400,)), True),  # before both steps
+    ("model_0001499.pth", dict(max_iter=3000, steps=(1400,)), False),  # new step passed
+    ("model_0001699.pth", dict(max_iter=3000, steps=(2400,)), False),  # old step passed
+    ("model_final.pth", dict(max_iter=3000, steps=(2400,)), False),
+    ("model_0001499.pth", dict(max_iter=3000, steps=(2400,), lr=0.01), False),
+    ("model_0001499.pth", dict(max_iter=3000, steps=(2400,), after=["x"]), False),
+])
+def test_a_lengthened_schedule_resumes_only_what_it_would_have_trained(
+        tmp_path, checkpoint, longer, resumes):
+    first = _scheduled(tmp_path, 2000, (1600,))
+    out = tmp_path / "teacher"
+    os.makedirs(out)
+    (out / "config.yaml").write_text(first.cfg.dump())
+    (out / "fingerprint.txt").write_text(first.key())
+    (out / "last_checkpoint").write_text(checkpoint)
+    os.makedirs(tmp_path / "x")
+    run_stages([_stage(tmp_path, "x")] * bool(longer.get("after")) + [
+        _scheduled(tmp_path, **longer)])
+    assert _calls(tmp_path)[-1] == f"teacher resume={resumes}"
+
+
 def test_stages_must_follow_the_stages_they_read(tmp_path):
     with pytest.raises(ValueError, match="come after the stages they read"):
         run_stages([_stage(tmp_path, "kd", after=["teacher"]), _stage(tmp_path, "teacher")])
