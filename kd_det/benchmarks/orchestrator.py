@@ -5,9 +5,10 @@ record goes to OUTPUT_DIR/stage.json with the fingerprint of its config, and a l
 of the same config reuses it; an interrupted run of the same config resumes from its last
 checkpoint, and so does a run whose config only lengthens the schedule (SOLVER.MAX_ITER,
 SOLVER.STEPS) while its checkpoint precedes both schedules' first LR step, as everything
-trained so far is what the longer schedule trains too. Stages run in worker processes when jobs > 1 (one torch thread each, as two
-torch processes on two shared cores train faster than one with two threads), a stage only
-once the stages it reads are done. Per-seed values are summarised as mean and sample std.
+trained so far is what the longer schedule trains too. Stages run in worker processes
+when jobs > 1 (one torch thread each, as two torch processes on two shared cores train
+faster than one with two threads), a stage only once the stages it reads are done.
+Per-seed values are summarised as mean and sample std.
 """
 import argparse
 import concurrent.futures as cf
