@@ -38,7 +38,12 @@ from kd_det.data import (
     check_voc_evaluable,
     register_from_arguments,
 )
-from kd_det.engine import check_class_count, create_ddp_model, export_lazy_student
+from kd_det.engine import (
+    ResumeCheckpointer,
+    check_class_count,
+    create_ddp_model,
+    export_lazy_student,
+)
 from kd_det.engine.cli import argument_parser, launch_main
 from kd_det.engine.hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 from kd_det.engine.lazy import build_optimizer, lazy_test
@@ -81,7 +86,7 @@ def do_train(args, cfg):
     model = create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
     out = cfg.train.output_dir
-    checkpointer = SafeDetectionCheckpointer(model, out, trainer=trainer)
+    checkpointer = ResumeCheckpointer(model, out, trainer=trainer)
     kd_hooks = []
     if distiller is not None and cfg.train.get("eval_teacher_before_train", True):
         kd_hooks.append(TeacherEvalHook(distiller.teachers, lambda teacher: {
@@ -104,13 +109,13 @@ def do_train(args, cfg):
 
 
 def setup(args):
-    register_from_arguments(args)
     cfg = LazyConfig.apply_overrides(load_lazy_config(args.config_file), args.opts)
     # Plain values and LazyCall nodes only (ShapeSpec too), so that the config.yaml
     # default_setup saves and the student export read back as data.
     cfg = plain_lazy_config(cfg)
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="kd_det")
+    register_from_arguments(args)  # after the loggers: a replaced dataset is logged
     return cfg
 
 

@@ -21,15 +21,13 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import kd_det
-from kd_det.checkpoint import SafeDetectionCheckpointer
 from kd_det.data import register_from_arguments
 from kd_det.deploy.wrapper import EXPORTED_SUFFIXES, ExportedDetector, exported_eval_config
-from kd_det.engine import KDTrainer, check_datasets
+from kd_det.engine import KDTrainer, ResumeCheckpointer, check_datasets
 from kd_det.engine.cli import argument_parser, launch_main
 
 
 def setup(args):
-    register_from_arguments(args)
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
     kd_det.add_mobilenet_config(cfg)
@@ -40,6 +38,7 @@ def setup(args):
     # default_setup configures Detectron2's and fvcore's loggers; kd_det's own lines
     # (teacher loaded and its AP, weights inherited, student exported) go to the same places.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="kd_det")
+    register_from_arguments(args)  # after the loggers: a replaced dataset is logged
     return cfg
 
 
@@ -51,7 +50,7 @@ def main(args):
             return KDTrainer.test(exported_eval_config(cfg, cfg.MODEL.WEIGHTS),
                                   ExportedDetector(cfg.MODEL.WEIGHTS))
         model = KDTrainer.build_model(cfg)
-        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        ResumeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
         return KDTrainer.test(cfg, model)
     trainer = KDTrainer(cfg)

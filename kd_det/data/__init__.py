@@ -15,6 +15,7 @@ from .datasets import (
     register_coco_json,
     register_from_arguments,
     register_voc_layout,
+    replaced_class_names,
 )
 from .lr_degrade import LR_SIZES, LRDegradation, down_up
 from .preflight import PREFLIGHT_MODES, NamedErrorMapper, check_records, checked_dataset_dicts
@@ -45,4 +46,5 @@ __all__ = [
     "register_coco_json",
     "register_from_arguments",
     "register_voc_layout",
+    "replaced_class_names",
 ]

@@ -4,10 +4,12 @@ kd_det's built-in set.
 Registering only records paths (no file is read), so ``import kd_det`` stays cheap and
 works when a dataset is absent; the files are checked when the dataset is first loaded,
 which Detectron2 does before the first training step, with errors that name the dataset,
-the path and the fix. Registering a name again replaces it, so calling these functions
-(or ``register_all``) twice is harmless.
+the path and the fix. The same registration again is a no-op, and these functions
+replace a different dataset of the same name (so ``register_all`` can follow a changed
+root) unless told not to, as the command line's --dataset-coco / --dataset-voc are.
 """
 import difflib
+import json
 import logging
 import os
 import xml.etree.ElementTree as ET
@@ -16,7 +18,6 @@ from typing import Dict, List, Optional, Sequence
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
-from PIL import Image
 
 from .builtin import BUILTIN_CLASSES, BuiltinSpec, builtin_root, prepare_builtin
 
@@ -35,6 +36,7 @@ __all__ = [
     "register_builtin",
     "register_coco_json",
     "register_voc_layout",
+    "replaced_class_names",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,14 +49,33 @@ AQUARIUM_SPLITS = BCCD_SPLITS
 
 # Names registered through this module, listed when a dataset name is unknown.
 _KD_DATASETS: Dict[str, dict] = {}
+# The class names of replaced registrations: a teacher's config names the dataset it was
+# trained on, and that was the first registration of the name, not the replacement.
+_REPLACED_CLASSES: Dict[str, Optional[list]] = {}
 
 
-def _register(name: str, loader, metadata: dict) -> None:
-    """Register `name`; the same registration again is a no-op, a different one replaces it."""
-    if _KD_DATASETS.get(name) == metadata and name in DatasetCatalog.list():
-        return
+def _describe(name: str) -> str:
+    meta = MetadataCatalog.get(name)
+    if meta.get("dirname", None):
+        return f"VOC folder {meta.dirname} split {meta.get('split', '?')}"
+    if meta.get("json_file", None):
+        return f"COCO json {meta.json_file}"
+    return "registered by Detectron2 or by code"
+
+
+def _register(name: str, loader, metadata: dict, replace: bool = True) -> None:
+    """Register `name`; the same registration again is a no-op. A different dataset
+    registered under `name` is replaced (with a warning) when `replace`, else refused."""
     if name in DatasetCatalog.list():
-        logger.info(f"Dataset {name!r} was registered before; replacing it.")
+        if _KD_DATASETS.get(name) == metadata:
+            return
+        if not replace:
+            raise ValueError(
+                f"Dataset name {name!r} is taken ({_describe(name)}). Register yours under "
+                "a name of its own, or pass --replace-datasets to replace that dataset.")
+        logger.warning(f"Dataset {name!r} ({_describe(name)}) is replaced by a new "
+                       "registration of that name.")
+        _REPLACED_CLASSES.setdefault(name, MetadataCatalog.get(name).get("thing_classes", None))
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
     DatasetCatalog.register(name, loader)
@@ -67,6 +88,9 @@ def _register(name: str, loader, metadata: dict) -> None:
 
 
 def _load_coco(name: str, json_file: str, image_root: str) -> List[dict]:
+    """Detectron2's load_coco_json, refusing what it would take silently. The images
+    themselves are checked by the pre-flight (kd_det.data.check_records), which can drop
+    them (KD.DATA_CHECK drop) where a refusal here could not."""
     for what, path, isfile in (("json file", json_file, True), ("image folder", image_root,
                                                                 False)):
         if not (os.path.isfile(path) if isfile else os.path.isdir(path)):
@@ -75,50 +99,47 @@ def _load_coco(name: str, json_file: str, image_root: str) -> List[dict]:
                 "(layout: datasets/README.md) or register the dataset again with the right "
                 "path: kd_det.data.register_coco_json(name, json_file, image_root).")
     try:
+        with open(json_file) as f:
+            images = [(im["id"], im["file_name"]) for im in json.load(f).get("images", [])]
         dicts = load_coco_json(json_file, image_root, name)
-    except (ValueError, KeyError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError: ValueError
         raise ValueError(f"Dataset {name!r}: {json_file} is not a valid COCO instances json "
                          f"({type(e).__name__}: {e}).") from e
-    for d in dicts:
-        _check_image(name, d["file_name"], d.get("height"), d.get("width"), json_file)
-        for a in d.get("annotations", ()):
-            if a.get("bbox_mode") == BoxMode.XYWH_ABS and min(a["bbox"][2:4]) < 0:
-                raise ValueError(
-                    f"Dataset {name!r}: {json_file} has a box of negative width or height "
-                    f"{a['bbox']} (x, y, w, h) in image {d['file_name']}; fix the annotation "
-                    "(COCO boxes are [x, y, width, height] with width, height >= 0).")
+    _check_coco_image_ids(name, json_file, images)
     return dicts
 
 
-def _check_image(name: str, path: str, height, width, source: str) -> None:
-    """The image must exist and have the size its annotations give (read from the file
-    header, not decoded), so that a bad file stops the run before the first step rather
-    than whenever the sampler draws it."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Dataset {name!r}: image {path} (listed in {source}) is "
-                                "missing.")
-    try:
-        with Image.open(path) as im:
-            size = im.size
-    except Exception as e:
-        raise ValueError(f"Dataset {name!r}: image {path} cannot be read ({e}).") from e
-    if height and width and size != (width, height):
-        raise ValueError(
-            f"Dataset {name!r}: image {path} is {size[0]}x{size[1]} but {source} says "
-            f"{width}x{height}; fix the annotation or the image.")
+def _check_coco_image_ids(name: str, json_file: str, images: List[tuple]) -> None:
+    """Refuse (id, file_name) pairs that pycocotools would merge: of two images sharing an
+    id one is lost and the other gets its boxes; one file under two ids has its boxes
+    counted twice."""
+    by_id, by_file = {}, {}
+    for image_id, file_name in images:
+        if image_id in by_id:
+            raise ValueError(
+                f"Dataset {name!r}: {json_file} lists two images under id {image_id}: "
+                f"{by_id[image_id]} and {file_name}; give each image an id of its own (and "
+                "its annotations that image_id).")
+        if file_name in by_file:
+            raise ValueError(
+                f"Dataset {name!r}: {json_file} lists image {file_name} twice, under ids "
+                f"{by_file[file_name]} and {image_id}; list each file once, with all its "
+                "annotations under that id.")
+        by_id[image_id], by_file[file_name] = file_name, image_id
 
 
 def register_coco_json(name: str, json_file: str, image_root: str,
-                       metadata: Optional[dict] = None) -> None:
+                       metadata: Optional[dict] = None, replace: bool = True) -> None:
     """A COCO-format detection dataset (any categories), evaluated with COCOEvaluator.
 
-    Thin over Detectron2's ``register_coco_instances``; adds the check of the paths at load
-    time. Class names come from the json's "categories" when the dataset is loaded.
+    Thin over Detectron2's ``register_coco_instances``; adds the check of the paths and
+    image ids at load time. Class names come from the json's "categories" when the dataset
+    is loaded. `replace` False refuses a name another dataset has.
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     _register(name, lambda: _load_coco(name, json_file, image_root),
               dict(metadata or {}, json_file=json_file, image_root=image_root,
-                   evaluator_type="coco"))
+                   evaluator_type="coco"), replace)
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,19 +169,14 @@ def load_voc_layout(name: str, root: str, split: str,
     for file_id in file_ids:
         anno_file = os.path.join(root, "Annotations", f"{file_id}.xml")
         image_file = os.path.join(root, "JPEGImages", f"{file_id}.jpg")
-        for path in (anno_file, image_file):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"Dataset {name!r}: {path} is missing (image id "
-                                        f"{file_id!r} is listed in {split_file}).")
+        if not os.path.isfile(anno_file):
+            raise FileNotFoundError(f"Dataset {name!r}: {anno_file} is missing (image id "
+                                    f"{file_id!r} is listed in {split_file}).")
         try:
             tree = ET.parse(anno_file)
             width, height = (int(tree.findtext(f"./size/{k}", "0")) for k in ("width", "height"))
         except (ET.ParseError, ValueError) as e:
             raise ValueError(f"Dataset {name!r}: {anno_file} is not valid VOC XML ({e}).") from e
-        if width <= 0 or height <= 0:
-            with Image.open(image_file) as im:
-                width, height = im.size
-        _check_image(name, image_file, height, width, anno_file)
         instances = []
         for obj in tree.findall("object"):
             cls = obj.findtext("name", "").strip()
@@ -182,8 +198,10 @@ def load_voc_layout(name: str, root: str, split: str,
             # load_voc_instances, so PascalVOCDetectionEvaluator scores them consistently.
             instances.append({"category_id": class_names.index(cls),
                               "bbox": [x0 - 1, y0 - 1, x1, y1], "bbox_mode": BoxMode.XYXY_ABS})
-        dicts.append({"file_name": image_file, "image_id": file_id, "height": height,
-                      "width": width, "annotations": instances})
+        # The image is the pre-flight's to check (and to measure when <size> is absent).
+        size = {"height": height, "width": width} if width > 0 and height > 0 else {}
+        dicts.append(dict(file_name=image_file, image_id=file_id, **size,
+                          annotations=instances))
     if dropped:
         logger.info(f"Dataset {name!r}: dropped {len(dropped)} box(es) with width or height "
                     f"< 1 px: {dropped}")
@@ -191,17 +209,23 @@ def load_voc_layout(name: str, root: str, split: str,
 
 
 def register_voc_layout(name: str, root: str, split: str, class_names: Sequence[str],
-                        year: int = 2007) -> None:
+                        year: int = 2007, replace: bool = True) -> None:
     """A VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt) with any
     class list, evaluated with Detectron2's PascalVOCDetectionEvaluator (`year` 2007 uses
-    the 11-point AP, 2012 the area under the curve)."""
+    the 11-point AP, 2012 the area under the curve). `replace` False refuses a name
+    another dataset has."""
     if year not in (2007, 2012):
         raise ValueError(f"register_voc_layout({name!r}): year={year}; "
                          "PascalVOCDetectionEvaluator knows 2007 and 2012.")
+    twice = sorted({c for c in class_names if list(class_names).count(c) > 1})
+    if twice:
+        # Its objects would all get the first index; the second would never be trained.
+        raise ValueError(f"Dataset {name!r}: the class list {list(class_names)} names "
+                         f"{twice} twice; give each class once.")
     root, class_names = os.path.abspath(root), tuple(class_names)
     _register(name, lambda: load_voc_layout(name, root, split, class_names),
               dict(thing_classes=list(class_names), dirname=root, year=year, split=split,
-                   evaluator_type="pascal_voc"))
+                   evaluator_type="pascal_voc"), replace)
 
 
 def bccd_root() -> str:
@@ -262,6 +286,12 @@ def register_all() -> None:
                            metadata={"thing_classes": list(AQUARIUM_CLASSES)})
 
 
+def replaced_class_names(name: str) -> Optional[list]:
+    """The class names dataset `name` had before a registration replaced it (None when it
+    was never replaced or had none in its metadata)."""
+    return _REPLACED_CLASSES.get(name)
+
+
 class DatasetNotRegisteredError(KeyError):
     def __str__(self):  # KeyError would print the message in quotes
         return str(self.args[0])
@@ -317,19 +347,32 @@ def add_dataset_arguments(parser):
                         metavar=("NAME", "DIR", "SPLIT", "CLASSES"),
                         help="register a VOC-layout folder; CLASSES comma-separated, in label "
                              "order (repeatable)")
+    parser.add_argument("--replace-datasets", action="store_true",
+                        help="let --dataset-coco / --dataset-voc replace a dataset registered "
+                             "under the same name (kd_det's, Detectron2's); refused otherwise")
     return parser
 
 
 def register_from_arguments(args) -> None:
-    """Register the datasets of add_dataset_arguments, checking the paths now so that a bad
-    one is refused before any model is built, naming the argument."""
-    for name, json_file, image_root in getattr(args, "dataset_coco", []):
+    """Register the datasets of add_dataset_arguments, checking the paths and names now so
+    that a bad one is refused before any model is built, naming the argument. A name
+    another dataset has is refused unless --replace-datasets; call this after logging is
+    set up, so that the user sees the warning of a replacement."""
+    coco, voc = getattr(args, "dataset_coco", []), getattr(args, "dataset_voc", [])
+    names = [("--dataset-coco", a[0]) for a in coco] + [("--dataset-voc", a[0]) for a in voc]
+    for i, (option, name) in enumerate(names):
+        if name in (n for _, n in names[:i]):
+            raise ValueError(f"{option} {name}: the name is given twice on the command line; "
+                             "give each dataset a name of its own.")
+    replace = getattr(args, "replace_datasets", False)
+    for name, json_file, image_root in coco:
         for what, path, ok in (("JSON", json_file, os.path.isfile),
                                ("IMAGE_DIR", image_root, os.path.isdir)):
             if not ok(path):
                 raise FileNotFoundError(f"--dataset-coco {name}: {what} {path} does not exist.")
-        register_coco_json(name, os.path.abspath(json_file), os.path.abspath(image_root))
-    for name, root, split, classes in getattr(args, "dataset_voc", []):
+        register_coco_json(name, os.path.abspath(json_file), os.path.abspath(image_root),
+                           replace=replace)
+    for name, root, split, classes in voc:
         split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
         if not os.path.isfile(split_file):
             raise FileNotFoundError(f"--dataset-voc {name}: {split_file} does not exist (DIR "
@@ -337,4 +380,4 @@ def register_from_arguments(args) -> None:
         names = [c.strip() for c in classes.split(",") if c.strip()]
         if not names:
             raise ValueError(f"--dataset-voc {name}: CLASSES is empty; give them comma-separated.")
-        register_voc_layout(name, root, split, names)
+        register_voc_layout(name, root, split, names, replace=replace)

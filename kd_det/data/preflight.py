@@ -1,5 +1,5 @@
 """Pre-flight check of Detectron2 dataset dicts, before the first training step: every
-image header (exists, readable, the size its record gives) and every box (finite, positive
+image (exists, decodes in full, the size its record gives) and every box (finite, positive
 width and height, inside the image within a tolerance).
 
 A bad record found hours into a run stops it whenever the sampler draws it; a box of
@@ -34,6 +34,7 @@ def _image_problem(record: Dict) -> Optional[str]:
             w, h = im.size
             if im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                 w, h = h, w  # Detectron2's read_image applies the EXIF rotation
+            im.load()  # a truncated file has a good header; only decoding it all fails
     except Exception as e:
         return f"the image cannot be read ({e})"
     want = (record.get("width"), record.get("height"))
@@ -62,9 +63,10 @@ def check_records(dicts: List[Dict], name: str, mode: str = "error",
     """Check `dicts` of dataset `name`; return the records to use.
 
     mode "error" refuses the first bad record, naming the file and the fix; "drop" drops
-    bad boxes (and images that cannot be used), logs how many and writes them to
-    `output_dir`/preflight_<name>.json; "off" checks nothing. Beyond `max_images`
-    images a seeded random sample of that many is checked (a warning says so).
+    bad boxes (and images that cannot be used) and logs how many; "off" checks nothing.
+    Beyond `max_images` images a seeded random sample of that many is checked, and the
+    others are named as not checked. What was dropped or not checked is listed in
+    `output_dir`/preflight_<name>.json (in the log without `output_dir`).
     """
     if mode == "off":
         return dicts
@@ -73,8 +75,8 @@ def check_records(dicts: List[Dict], name: str, mode: str = "error",
     ids = range(len(dicts))
     if len(dicts) > max_images:
         ids = sorted(random.Random(0).sample(ids, max_images))
-        logger.warning("Dataset %r: checking a sample of %d of its %d images "
-                       "(KD.DATA_CHECK_MAX_IMAGES).", name, max_images, len(dicts))
+    sampled = set(ids)
+    not_checked = [d["file_name"] for i, d in enumerate(dicts) if i not in sampled]
     bad, drop_images = [], set()
     for i in ids:
         d = dicts[i]
@@ -97,15 +99,23 @@ def check_records(dicts: List[Dict], name: str, mode: str = "error",
                 f"Dataset {name!r}: {bad[0]['file_name']}: {bad[0]['problem']}. Fix the "
                 "annotation or the image, or set KD.DATA_CHECK 'drop' to train without the "
                 "bad records (they are listed in OUTPUT_DIR).")
+    listing = os.path.join(output_dir, f"preflight_{name}.json") if output_dir else "the log"
+    if not_checked:
+        logger.warning("Dataset %r: checked (decoded) a sample of %d of its %d images "
+                       "(KD.DATA_CHECK_MAX_IMAGES); the %d not checked, e.g. %s, are listed "
+                       "in %s.", name, len(sampled), len(dicts), len(not_checked),
+                       not_checked[0], listing)
     if bad:
         logger.warning("Dataset %r: dropped %d bad record(s) (%d images); the list is in %s.",
-                       name, len(bad), len(drop_images), output_dir or "the log")
+                       name, len(bad), len(drop_images), listing)
+    if bad or not_checked:
+        report = {"dropped": bad, "not_checked": not_checked}
         if output_dir:
             os.makedirs(output_dir, exist_ok=True)
-            with open(os.path.join(output_dir, f"preflight_{name}.json"), "w") as f:
-                json.dump(bad, f, indent=1)
+            with open(listing, "w") as f:
+                json.dump(report, f, indent=1)
         else:
-            logger.warning("%s", bad)
+            logger.warning("%s", report)
     return [d for i, d in enumerate(dicts) if i not in drop_images]
 
 

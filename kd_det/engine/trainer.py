@@ -34,14 +34,15 @@ from ..data import (
     check_dataset_registered,
     check_records,
     check_voc_evaluable,
+    replaced_class_names,
 )
 from ..modeling import DistillRCNN
 from .evaluation import VOCEvaluator
 from .export import export_student
 from .hooks import EvalCurveHook, ExportStudentHook, TeacherEvalHook
 
-__all__ = ["KDTrainer", "build_evaluator", "check_datasets", "check_classes", "check_class_count",
-           "create_ddp_model"]
+__all__ = ["KDTrainer", "ResumeCheckpointer", "build_evaluator", "check_datasets",
+           "check_classes", "check_class_count", "create_ddp_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ def check_classes(cfg, name: str, key: str, dicts=None) -> None:
 
         for tcfg, (_, _, t_key) in zip(build_teacher_cfgs(cfg), teacher_specs(cfg)):
             for t_name in tcfg.DATASETS.TRAIN:
-                t_names = _class_names(t_name) if t_name in DatasetCatalog.list() else None
+                # The teacher saw the name's first registration, not a --replace-datasets one.
+                t_names = replaced_class_names(t_name) or (
+                    _class_names(t_name) if t_name in DatasetCatalog.list() else None)
                 if t_names is not None and len(t_names) == k and list(t_names) != list(names):
                     raise ValueError(
                         f"{key}: dataset {name!r} has classes {list(names)[:10]} but the "
@@ -140,6 +143,39 @@ def _numpy_state_from_tensors(state):
     return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
 
 
+class ResumeCheckpointer(SafeDetectionCheckpointer):
+    """SafeDetectionCheckpointer whose resume refuses a checkpoint of other tensor shapes.
+
+    Loading weights (MODEL.WEIGHTS) skips a tensor of another shape, as Detectron2 does, so
+    that a pretrained detector of another class count gives all but its head. Resuming
+    with a changed config that way would start from a half-random model, and the
+    optimizer's saved moments of the old shapes would crash the first step.
+    """
+
+    _resuming = ""
+
+    def resume_or_load(self, path, *, resume=True):
+        self._resuming = self.get_checkpoint_file() if resume and self.has_checkpoint() else ""
+        try:
+            return super().resume_or_load(path, resume=resume)
+        finally:
+            self._resuming = ""
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        if self._resuming and incompatible.incorrect_shapes:
+            shapes = "; ".join(f"{k}: checkpoint {tuple(c)}, model {tuple(m)}"
+                               for k, c, m in incompatible.incorrect_shapes[:5])
+            more = len(incompatible.incorrect_shapes) - 5
+            raise ValueError(
+                f"--resume: {self._resuming} was written by a model of other shapes than the "
+                f"config gives ({shapes}{f'; and {more} more' if more > 0 else ''}). Resume "
+                "with the config it was trained with (OUTPUT_DIR/config.yaml), or train the "
+                "changed config in another OUTPUT_DIR (MODEL.WEIGHTS can start it from that "
+                "checkpoint).")
+        return incompatible
+
+
 class _SkippingSampler(TrainingSampler):
     """TrainingSampler that can skip the indices of batches consumed before a resume."""
 
@@ -169,8 +205,8 @@ class KDTrainer(DefaultTrainer):
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
             model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = SafeDetectionCheckpointer(model, cfg.OUTPUT_DIR,
-                                                  trainer=weakref.proxy(self))
+        self.checkpointer = ResumeCheckpointer(model, cfg.OUTPUT_DIR,
+                                               trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg

@@ -27,6 +27,7 @@ from .frozen import DistillerBase
 from .kd_terms import (
     KDStep,
     KDTerm,
+    _own_tensors,
     align_rpn_terms,
     build_kd_terms,
     inherit_from_teacher,
@@ -48,6 +49,25 @@ def _flatten_rpn_outputs(logits, deltas, box_dim):
         for x in deltas
     ]
     return logits, deltas
+
+
+def _why_nothing_inherited(student: nn.Module, teacher: nn.Module) -> str:
+    """An example of why inherit_from_teacher matched no module, for the warning."""
+    t_modules = dict(teacher.named_modules())
+    for name, m in student.named_modules():
+        own, t = _own_tensors(m), t_modules.get(name)
+        if not own or t is None:
+            continue
+        t_own = _own_tensors(t)
+        for k in sorted(set(own) | set(t_own)):
+            s_shape, t_shape = (tuple(x[k].shape) if k in x else "absent" for x in (own, t_own))
+            if s_shape != t_shape:
+                return (f"no student module has the teacher's tensor names and shapes, e.g. "
+                        f"{name}.{k}: student {s_shape}, teacher {t_shape}")
+    s_name, t_name = (next((n for n, m in model.named_modules() if _own_tensors(m)), "none")
+                      for model in (student, teacher))
+    return (f"no student module has the name of a teacher module (student {s_name}, teacher "
+            f"{t_name})")
 
 
 class TeacherOutputs(NamedTuple):
@@ -139,8 +159,15 @@ class DistillRCNN(DistillerBase):
                     "teacher).")
         if init_from_teacher:
             copied = inherit_from_teacher(student, teachers[0])
-            logger.info("KD.STUDENT.INIT_FROM_TEACHER: copied %d student modules from the "
-                        "teacher: %s", len(copied), ", ".join(copied) or "none")
+            if copied:
+                logger.info("KD.STUDENT.INIT_FROM_TEACHER: copied %d student modules from the "
+                            "teacher: %s", len(copied), ", ".join(copied))
+            else:
+                logger.warning(
+                    "KD.STUDENT.INIT_FROM_TEACHER: copied nothing from the teacher: %s. The "
+                    "student keeps its own initialisation; inheriting needs modules of the "
+                    "teacher's names and widths (else set KD.STUDENT.INIT_FROM_TEACHER False).",
+                    _why_nothing_inherited(student, teachers[0]))
         s_shapes = student.backbone.output_shape()
         t_shapes = [t.backbone.output_shape() for t in teachers]
         self.input_scale = input_scale

@@ -1,8 +1,9 @@
 """The bad-input suite: files a user points kd_det at never run code (teacher .pkl / .pth
 weights, teacher YAML, checkpoints given to the exporter; model-zoo .pkl still loads),
 non-finite teacher weights are refused, and the pre-flight data check refuses (or drops
-and lists) missing, unreadable or mis-sized images and boxes that are not finite, not
-positive or outside the image, before anything reaches the trainer."""
+and lists) missing, unreadable, truncated or mis-sized images and boxes that are not
+finite, not positive or outside the image, before anything reaches the trainer; COCO
+jsons that pycocotools would merge silently and ambiguous dataset names are refused."""
 import os
 import pickle
 
@@ -151,8 +152,9 @@ def test_preflight_drop_mode_lists_what_it_dropped(tmp_path):
     assert [d["file_name"] for d in out] == [good["file_name"], bad_box["file_name"]]
     assert len(out[1]["annotations"]) == 1  # the negative box is gone, the good one kept
     listed = json.loads((tmp_path / "out" / "preflight_d.json").read_text())
-    assert [x["file_name"].split("/")[-1] for x in listed] == ["neg.jpg", "size.jpg",
-                                                              "nope.jpg"]
+    assert [x["file_name"].split("/")[-1] for x in listed["dropped"]] == [
+        "neg.jpg", "size.jpg", "nope.jpg"]
+    assert listed["not_checked"] == []
     assert check_records([good], "d")  # within the image: accepted
     edge = _record(tmp_path, [0, 0, 40.3, 30.2], name="edge.jpg")  # within the tolerance
     assert check_records([edge], "d")
@@ -191,3 +193,134 @@ def test_a_mirrored_box_never_reaches_the_trainer(tmp_path):
     cfg.OUTPUT_DIR = str(tmp_path / "out")
     with pytest.raises(ValueError, match="000.png: box .* no positive width"):
         KDTrainer(cfg)
+
+
+def truncate(path):
+    """Cut an image file to 2/3: its header still reads, decoding it fails."""
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) * 2 // 3])
+
+
+def _noise_record(tmp_path, name):
+    """A record of a noise JPEG (large enough that a cut leaves the header whole)."""
+    import cv2
+    import numpy as np
+
+    rec = _record(tmp_path, [1, 1, 10, 10], name=name)
+    cv2.imwrite(rec["file_name"], np.random.RandomState(0).randint(0, 255, (30, 40, 3),
+                                                                   np.uint8))
+    return rec
+
+
+def test_preflight_decodes_the_whole_image(tmp_path):
+    from PIL import Image
+
+    from kd_det.data import check_records
+
+    rec = _noise_record(tmp_path, "trunc.jpg")
+    truncate(rec["file_name"])
+    with Image.open(rec["file_name"]) as im:
+        im.verify()  # the header-only checks pass it
+    with pytest.raises(ValueError, match="trunc.jpg: the image cannot be read .*truncated"):
+        check_records([rec], "d")
+    good = _noise_record(tmp_path, "good.jpg")
+    assert check_records([good, rec], "d", mode="drop") == [good]
+
+
+def test_preflight_sample_names_the_images_it_did_not_check(tmp_path, caplog):
+    import json
+
+    from kd_det.data import check_records
+
+    recs = [_record(tmp_path, [1, 1, 10, 10], name=f"{i}.jpg") for i in range(5)]
+    out = tmp_path / "out"
+    assert len(check_records(recs, "d", max_images=3, output_dir=str(out))) == 5
+    listed = json.loads((out / "preflight_d.json").read_text())
+    assert listed["dropped"] == [] and len(listed["not_checked"]) == 2
+    assert set(listed["not_checked"]) < {r["file_name"] for r in recs}
+    assert "sample of 3 of its 5 images" in caplog.text
+    assert listed["not_checked"][0] in caplog.text and "preflight_d.json" in caplog.text
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda images: images[1].update(id=images[0]["id"]),
+     "ann.json lists two images under id 1: 000.png and 001.png"),
+    (lambda images: images[1].update(file_name=images[0]["file_name"]),
+     "ann.json lists image 000.png twice, under ids 1 and 2"),
+])
+def test_coco_json_images_that_pycocotools_would_merge_are_refused(tmp_path, catalog_names,
+                                                                   edit, match):
+    import json
+
+    from detectron2.data import DatasetCatalog
+
+    from kd_det.data import register_coco_json
+
+    from ..detection_utils import make_coco_dataset
+
+    path = make_coco_dataset(str(tmp_path), "kd_test_dup_src", n_images=2)
+    ann = json.loads(open(path).read())
+    edit(ann["images"])
+    open(path, "w").write(json.dumps(ann))
+    catalog_names += ["kd_test_dup_src", "kd_test_dup"]
+    register_coco_json("kd_test_dup", path, tmp_path)
+    with pytest.raises(ValueError, match=match):
+        DatasetCatalog.get("kd_test_dup")
+
+
+def test_voc_class_named_twice_is_refused(tmp_path):
+    from kd_det.data import register_from_arguments
+
+    args = _dataset_args(["--dataset-voc", "kd_test_twice", str(tmp_path), "train",
+                          "cat,dog,cat"])
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "train.txt").write_text("a\n")
+    with pytest.raises(ValueError, match=r"'kd_test_twice'.*names \['cat'\] twice"):
+        register_from_arguments(args)
+
+
+def _dataset_args(argv):
+    from kd_det.engine.cli import argument_parser
+
+    return argument_parser().parse_args(["--config-file", "x"] + argv)
+
+
+@pytest.mark.parametrize("taken", ["coco_2017_train", "bccd_train", "kd_builtin_val"])
+def test_taken_dataset_names_are_refused_unless_replaced(tmp_path, catalog_names, caplog,
+                                                         taken):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from kd_det.data import register_all, register_from_arguments
+
+    from ..detection_utils import make_coco_dataset
+
+    register_all()
+    loader, meta = DatasetCatalog[taken], MetadataCatalog.get(taken).as_dict()
+    before = meta["thing_classes"]
+    path = make_coco_dataset(str(tmp_path), "kd_test_src", n_images=1)
+    catalog_names.append("kd_test_src")
+    argv = ["--dataset-coco", taken, path, str(tmp_path)]
+    with pytest.raises(ValueError, match=f"Dataset name '{taken}' is taken .*--replace-datasets"):
+        register_from_arguments(_dataset_args(argv))
+    assert MetadataCatalog.get(taken).thing_classes == before  # still the original
+    try:
+        register_from_arguments(_dataset_args(argv + ["--replace-datasets"]))
+        assert MetadataCatalog.get(taken).json_file == path
+        assert f"Dataset '{taken}'" in caplog.text and "is replaced" in caplog.text
+        from kd_det.data import replaced_class_names
+
+        assert replaced_class_names(taken) == before  # what a teacher trained on it saw
+    finally:  # give the name back to its owner
+        DatasetCatalog.remove(taken)
+        MetadataCatalog.remove(taken)
+        DatasetCatalog.register(taken, loader)
+        MetadataCatalog.get(taken).set(**{k: v for k, v in meta.items() if k != "name"})
+
+
+def test_a_dataset_name_given_twice_is_refused(tmp_path):
+    from kd_det.data import register_from_arguments
+
+    argv = ["--dataset-coco", "kd_test_same", str(tmp_path / "a.json"), str(tmp_path),
+            "--dataset-voc", "kd_test_same", str(tmp_path), "train", "cat"]
+    with pytest.raises(ValueError, match="--dataset-voc kd_test_same: the name is given twice"):
+        register_from_arguments(_dataset_args(argv + ["--replace-datasets"]))

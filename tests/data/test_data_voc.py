@@ -13,6 +13,7 @@ from kd_det.data import (
     BCCD_CLASSES,
     DatasetNotRegisteredError,
     check_dataset_registered,
+    check_records,
     register_all,
     register_voc_layout,
 )
@@ -168,17 +169,19 @@ def test_voc_evaluator_reports_ap50_per_class(shared_data, catalog_names):
     (lambda r: open(f"{r}/Annotations/img1.xml", "w").write(
         XML.format("<object><name>RBC</name></object>")), "img1.xml has a 'RBC' object"),
     (lambda r: cv2.imwrite(f"{r}/JPEGImages/img1.jpg", np.zeros((31, 40, 3), np.uint8)),
-     "img1.jpg is 40x31 but .*img1.xml says 40x30"),
+     "img1.jpg: the image is 40x31 but its record says 40x30"),
     (lambda r: open(f"{r}/JPEGImages/img1.jpg", "wb").write(b"not a jpeg"),
-     "img1.jpg cannot be read"),
+     "img1.jpg: the image cannot be read"),
 ])
 def test_bad_voc_files_are_refused_naming_the_file(tmp_path, catalog_names, edit, match):
+    """The XML by the loader, the image by the pre-flight (which KD.DATA_CHECK drop can
+    tell to drop it instead)."""
     root = make_voc(tmp_path / "voc", [("RBC", 2, 2, 20, 20)])
     edit(root)
     register_voc_layout("kd_test_bad_voc", root, "train", BCCD_CLASSES)
     catalog_names.append("kd_test_bad_voc")
     with pytest.raises(ValueError, match=match):
-        DatasetCatalog.get("kd_test_bad_voc")
+        check_records(DatasetCatalog.get("kd_test_bad_voc"), "kd_test_bad_voc")
 
 
 def test_bad_coco_files_are_refused_naming_the_file(tmp_path, catalog_names):
@@ -195,15 +198,15 @@ def test_bad_coco_files_are_refused_naming_the_file(tmp_path, catalog_names):
     (tmp_path / "neg.json").write_text(json.dumps(ann))
     register_coco_json("kd_test_neg", tmp_path / "neg.json", tmp_path / "c")
     catalog_names.append("kd_test_neg")
-    with pytest.raises(ValueError, match="neg.json has a box of negative width"):
-        DatasetCatalog.get("kd_test_neg")
+    with pytest.raises(ValueError, match="000.png: box .* has no positive width"):
+        check_records(DatasetCatalog.get("kd_test_neg"), "kd_test_neg")
     ann["annotations"][0]["bbox"][2] = 10
     ann["images"][1]["height"] = 50
     (tmp_path / "size.json").write_text(json.dumps(ann))
     register_coco_json("kd_test_size", tmp_path / "size.json", tmp_path / "c")
     catalog_names.append("kd_test_size")
-    with pytest.raises(ValueError, match="001.png is 96x96 but .*size.json says 96x50"):
-        DatasetCatalog.get("kd_test_size")
+    with pytest.raises(ValueError, match="001.png: the image is 96x96 but its record says 96x50"):
+        check_records(DatasetCatalog.get("kd_test_size"), "kd_test_size")
     (tmp_path / "broken.json").write_text('{"images": [')
     register_coco_json("kd_test_broken", tmp_path / "broken.json", tmp_path / "c")
     catalog_names.append("kd_test_broken")
@@ -212,5 +215,5 @@ def test_bad_coco_files_are_refused_naming_the_file(tmp_path, catalog_names):
     os.remove(tmp_path / "c" / "000.png")
     register_coco_json("kd_test_missing", tmp_path / "c" / "ann.json", tmp_path / "c")
     catalog_names.append("kd_test_missing")
-    with pytest.raises(FileNotFoundError, match="000.png .*is missing"):
-        DatasetCatalog.get("kd_test_missing")
+    with pytest.raises(ValueError, match="000.png: the image file is missing"):
+        check_records(DatasetCatalog.get("kd_test_missing"), "kd_test_missing")
