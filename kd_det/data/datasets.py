@@ -96,7 +96,7 @@ def _load_coco(name: str, json_file: str, image_root: str) -> List[dict]:
         if not (os.path.isfile(path) if isfile else os.path.isdir(path)):
             raise FileNotFoundError(
                 f"Dataset {name!r}: COCO {what} {path} does not exist. Put the data there "
-                "(layout: datasets/README.md) or register the dataset again with the right "
+                "(layout: docs/datasets.md) or register the dataset again with the right "
                 "path: kd_det.data.register_coco_json(name, json_file, image_root).")
     try:
         with open(json_file) as f:
@@ -155,7 +155,7 @@ def load_voc_layout(name: str, root: str, split: str,
     if not os.path.isdir(root):
         raise FileNotFoundError(
             f"Dataset {name!r}: VOC folder {root} does not exist. Put the data there "
-            "(layout: datasets/README.md) or point the registration at it "
+            "(layout: docs/datasets.md) or point the registration at it "
             "(KD_DET_BCCD_ROOT for BCCD, or kd_det.data.register_voc_layout(name, root, ...)).")
     if not os.path.isfile(split_file):
         raise FileNotFoundError(
@@ -310,7 +310,7 @@ def check_dataset_registered(name: str, key: str = "DATASETS.TRAIN") -> None:
         " register your own with "
         "kd_det.data.register_coco_json(name, json_file, image_root) or "
         "register_voc_layout(name, root, split, class_names) before training "
-        "(see datasets/README.md).")
+        "(see docs/datasets.md).")
 
 
 def check_voc_evaluable(name: str) -> None:

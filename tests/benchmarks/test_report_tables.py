@@ -1,0 +1,58 @@
+"""Tables in README.md and docs/ that come from a results JSON are what tools/report.py
+prints for it, so that text and numbers cannot drift apart."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kd_det.benchmarks.tables import render_blocks, tables
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PAGES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(
+    os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))
+
+
+def _read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_report_block_equals_its_json(page):
+    text = _read(page)
+    assert render_blocks(text, ROOT) == text, (
+        f"{page} has a table that differs from its JSON: python tools/report.py --write {page}")
+
+
+def test_every_results_json_has_a_table_and_the_pages_show_them():
+    shown = "".join(_read(p) for p in PAGES)
+    for path in sorted(glob.glob(os.path.join(ROOT, "results", "*.json"))):
+        with open(path) as f:
+            assert tables(json.load(f)).startswith("| ")
+        assert f"<!-- report: results/{os.path.basename(path)}" in shown, path
+
+
+def test_a_changed_number_makes_the_block_stale(tmp_path):
+    results = json.loads(_read("results/demo.json"))
+    results["kd"]["AP50"] = [v + 1.0 for v in results["kd"]["AP50"]]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "demo.json").write_text(json.dumps(results))
+    page = tmp_path / "page.md"
+    block = _read("README.md").split("<!-- report: results/demo.json first -->")[1]
+    page.write_text("<!-- report: results/demo.json first -->" + block.split("\n\n")[0])
+    rendered = render_blocks(page.read_text(), str(tmp_path))
+    assert rendered != page.read_text() and "51.8 ± 0.9" in rendered
+    tool = os.path.join(ROOT, "tools", "report.py")
+    check = subprocess.run([sys.executable, tool, "--check", "page.md"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert check.returncode == 1 and "page.md: stale" in check.stdout
+    subprocess.run([sys.executable, tool, "--write", "page.md"], cwd=tmp_path, check=True)
+    assert page.read_text() == rendered
+
+
+def test_an_unknown_json_is_refused_naming_its_keys():
+    with pytest.raises(ValueError, match="not a results JSON .*keys: a, b"):
+        tables({"a": 1, "b": 2})
