@@ -6,6 +6,7 @@ from typing import Dict, Sequence
 import torch
 from detectron2.config import CfgNode
 
+from ..file_io import check_writable
 from .contract import contract_path, input_contract, write_contract
 from .images import image_files, load_model_input
 from .parity import check_parity
@@ -43,6 +44,7 @@ def export_deployable(cfg: CfgNode, weights: str, output_dir: str, fmt: str,
     if not overwrite and any(os.path.exists(p) for p in paths.values()):
         raise FileExistsError(f"{paths['model']} or its contract exists already; choose "
                               "another --output or pass --overwrite.")
+    check_writable(output_dir, "--output")
     model, model_cfg = deployable_model(cfg, weights, config_name)
     files = image_files(check) if check else []
     images = [load_model_input(f, model_cfg)[0] for f in files]

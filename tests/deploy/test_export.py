@@ -246,6 +246,10 @@ def test_refusals_write_nothing(trained, tmp_path, monkeypatch):
                     "torchscript", cfg=cfg, check=["kd_deploy_val"]) == []
     monkeypatch.undo()
 
+    blocked = tmp_path.parent / f"{tmp_path.name}_a_file"
+    blocked.write_text("")
+    with pytest.raises(PermissionError, match="--output .*a_file/export.* cannot be written"):
+        export_deployable(cfg, weights, str(blocked / "export"), "torchscript")
     first = export_deployable(cfg, weights, out, "torchscript")
     before = open(first["model"], "rb").read()
     assert _refused(tmp_path, "exists already.*--overwrite", weights, out, "torchscript",
