@@ -1,5 +1,5 @@
-"""tools/bench_accuracy.py --quick end to end on BCCD and Aquarium (slow: several minutes
-each on 2 cores; run with -m slow)."""
+"""tools/bench_accuracy.py --quick end to end: on Aquarium in the suite, on BCCD as a slow
+test (several minutes on 2 cores; run with -m slow)."""
 import json
 import os
 import subprocess
@@ -68,9 +68,8 @@ def test_carried_selection_maps_kd_best_to_the_search_run_of_its_settings():
     assert same["validation"]["kd_best"] == _row(1.0, 1.0) and same["curves"]["kd_best"]
 
 
-@pytest.mark.slow
 def test_quick_aquarium_benchmark_reports_coco_metrics(shared_data, tmp_path):
-    """The Aquarium benchmark's smoke run (small images, 20 iterations): every row, COCO's
+    """The Aquarium benchmark's smoke run (96 px, 20 iterations): every row, COCO's
     per-size and per-class AP, and the commit, in the results JSON."""
     subprocess.run([sys.executable, "tools/bench_accuracy.py", "--dataset", "aquarium",
                     "--quick", "--threads", "1", "--data", os.path.join(shared_data, "aquarium"),
