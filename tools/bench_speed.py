@@ -41,6 +41,8 @@ def main(argv=None):
     p.add_argument("--teachers", type=int, default=1,
                    help="distil from this many teachers (KD.TEACHERS), each of the config's "
                         "teacher architecture")
+    p.add_argument("--profile-terms", action="store_true",
+                   help="also time the KD step without each term: what each term costs")
     p.add_argument("--output", default="results/speed_cpu.json")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     argv = sys.argv[1:] if argv is None else argv
@@ -49,7 +51,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     cfg = load_cfg(args.config_file, ["MODEL.DEVICE", args.device] + args.opts)
     out = run_speed_bench(cfg, args.size, args.batch, args.amp, args.warmup, args.iters,
-                          args.teacher_weights, args.teachers)
+                          args.teacher_weights, args.teachers, args.profile_terms)
     out["config_file"] = args.config_file
     out["command"] = shlex.join(["python", "tools/bench_speed.py", *argv])
     out.update(code_version())

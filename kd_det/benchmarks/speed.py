@@ -12,7 +12,13 @@ Four steps on the same batch, timed round-robin in one process:
   post-processing) plus the student step; no KD term is counted, so this is a lower bound
   of a KD step that runs the whole teacher.
 
-The floor of a KD step is student + teacher: ``overhead_ratio`` = kd / (student + teacher).
+The floor of a KD step is student + teacher: ``overhead_ratio`` = kd / (student + teacher),
+the ratio of the medians; ``overhead_ratio_per_round`` gives its spread over the rounds,
+each round's three steps having run back to back under the same load.
+
+``term_costs`` times, interleaved with the whole KD step, the KD step without each term
+(the teacher still computes what every term needs): the difference is what that term's
+forward and backward, its adapters included, add to a step.
 """
 import functools
 import os
@@ -155,6 +161,9 @@ class SpeedBench:
         out = {f"{n}_s": med[n] for n in STEPS}
         out["overhead_ratio"] = med["kd_step"] / (med["student_step"] + med["teacher_forward"])
         out["naive_over_kd"] = med["naive_kd_step"] / med["kd_step"]
+        per_round = [k / (a + b) for a, b, k in zip(
+            samples["student_step"], samples["teacher_forward"], samples["kd_step"])]
+        out["overhead_ratio_per_round"] = _spread(per_round)
         out["peak_rss_mb"] = peak_rss_mb()
         if on_cuda:
             out["cuda_max_allocated_mb"] = cuda_peak_mb
@@ -162,13 +171,45 @@ class SpeedBench:
         return out
 
 
+    def term_costs(self, warmup: int = 2, iters: int = 10) -> Dict[str, Dict[str, float]]:
+        """{loss name: median seconds a step loses without that term, and the spread of
+        the per-round differences}, and "all_terms" (the KD step without any term)."""
+        terms = list(self.model.kd_terms)
+
+        def without(drop):
+            def step():
+                self.model.kd_terms = [t for t in terms if t not in drop]
+                try:
+                    self.kd_step()
+                finally:
+                    self.model.kd_terms = terms
+            return step
+
+        fns = {"kd_step": self.kd_step, "all_terms": without(terms),
+               **{t.loss_name: without([t]) for t in terms}}
+        with EventStorage():
+            samples = interleaved_times(fns, warmup, iters)
+        full = samples.pop("kd_step")
+        return {name: {"median_s": statistics.median(full) - statistics.median(v),
+                       "per_round": _spread([f - x for f, x in zip(full, v)])}
+                for name, v in samples.items()}
+
+
+def _spread(values: List[float]) -> Dict[str, float]:
+    """Median, quartiles and extremes of per-round values."""
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return {"median": statistics.median(values), "q1": q[0], "q3": q[2],
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
 def run_speed_bench(cfg: CfgNode, image_size: int, batch_size: int, amp: bool = False,
                     warmup: int = 2, iters: int = 10, teacher_weights: str = "",
-                    num_teachers: int = 1) -> Dict:
+                    num_teachers: int = 1, profile_terms: bool = False) -> Dict:
     """Build the pair of `cfg` (a random teacher unless `teacher_weights` is given), time
     the four steps and return the figures with the settings they were taken under. With
     `num_teachers` K > 1 the student distils from K copies of that teacher (KD.TEACHERS,
-    each randomly initialised): the cost of an ensemble of teachers."""
+    each randomly initialised): the cost of an ensemble of teachers. `profile_terms` adds
+    each term's marginal cost (SpeedBench.term_costs)."""
     cfg = cfg.clone()
     cfg.defrost()
     torch.manual_seed(cfg.SEED if cfg.SEED >= 0 else 0)
@@ -186,6 +227,8 @@ def run_speed_bench(cfg: CfgNode, image_size: int, batch_size: int, amp: bool = 
                                                 cfg.MODEL.ROI_HEADS.NUM_CLASSES), amp)
     before = machine_info()
     out = bench.run(warmup, iters)
+    if profile_terms:
+        out["term_costs"] = bench.term_costs(warmup, iters)
     out.update(image_size=image_size, batch_size=batch_size, amp=amp, warmup=warmup,
                iters=iters, device=cfg.MODEL.DEVICE, threads=torch.get_num_threads(),
                num_teachers=num_teachers,

@@ -28,6 +28,13 @@ def speed_table(results: Dict) -> str:
             ("**c / (a + b)** (target ≤ 1.10)", f"**{results['overhead_ratio']:.2f}**"),
             ("**d / c** (target ≥ 1.3)", f"**{results['naive_over_kd']:.2f}**"),
             ("peak RSS (MiB, whole process)", f"{results['peak_rss_mb']:.0f}")]
+    if "overhead_ratio_per_round" in results:
+        q = results["overhead_ratio_per_round"]
+        rows.insert(5, ("c / (a + b) per round: median [q1, q3]",
+                        f"{q['median']:.2f} [{q['q1']:.2f}, {q['q3']:.2f}]"))
+    for name, cost in results.get("term_costs", {}).items():
+        label = "every KD term" if name == "all_terms" else f"`{name}`"
+        rows.append((f"cost of {label} (s / step)", f"{cost['median_s']:.3f}"))
     head = (f"| step (s, median of {results['iters']}) | {results['device']}, "
             f"{results['threads']} thread(s), {results.get('num_teachers', 1)} teacher(s)"
             f"{', AMP' if results.get('amp') else ''} |")

@@ -53,3 +53,29 @@ def test_bench_speed_times_every_teacher_of_an_ensemble(tmp_path, monkeypatch):
     result = bench_speed.main(["--size", "64", "--batch", "1", "--warmup", "0", "--iters", "1",
                                "--teachers", "2", "--output", str(out)])
     assert seen == [["teacher", "teacher_1"]] and result["num_teachers"] == 2
+
+
+def test_term_profile_times_the_step_without_each_term_and_restores_them(tmp_path,
+                                                                         monkeypatch):
+    from kd_det.modeling import DistillRCNN
+
+    computed = []
+    kd_losses = DistillRCNN.kd_losses
+
+    def spy(self, step):
+        out = kd_losses(self, step)
+        computed.append(sorted(out))
+        return out
+
+    monkeypatch.setattr(DistillRCNN, "kd_losses", spy)
+    result = bench_speed.main(["--size", "64", "--batch", "1", "--warmup", "0", "--iters", "2",
+                               "--profile-terms", "--output", str(tmp_path / "s.json")])
+    full = max(computed, key=len)
+    costs = result["term_costs"]
+    assert sorted(costs) == sorted(full + ["all_terms"])
+    for name in full:  # each term left out of some steps, and only that one
+        assert sorted(n for n in full if n != name) in computed
+    assert [] in computed and computed.count(full) >= 2  # each round has a whole step
+    assert all(c["per_round"]["n"] == 2 for c in costs.values())
+    spread = result["overhead_ratio_per_round"]
+    assert spread["min"] <= spread["median"] <= spread["max"] and spread["n"] == 2
