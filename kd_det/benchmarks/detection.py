@@ -544,12 +544,37 @@ def results_table(results: Dict, rows: Sequence[str] = ROWS) -> str:
     return "\n".join(lines)
 
 
+def breakdown_table(rows: Dict[str, Dict], split: str) -> str:
+    """AP per object size and per class (COCO's evaluator), mean over seeds, of each row
+    in `rows` that has them: where a gap sits."""
+    rows = {n: r for n, r in rows.items() if "AP_per_size" in r}
+    if not rows:
+        return ""
+    first = next(iter(rows.values()))
+    sizes = [k for k in ("APs", "APm", "APl") if k in first["AP_per_size"]]
+    classes = sorted(first.get("AP_per_class", {}))
+    lines = [f"| {split} AP by size and class | " + " | ".join(sizes + classes) + " |",
+             "|---|" + "---|" * (len(sizes) + len(classes))]
+    for name, r in rows.items():
+        cells = [r["AP_per_size"][k] for k in sizes]
+        cells += [r.get("AP_per_class", {}).get(c, [float("nan")]) for c in classes]
+        lines.append(f"| {name} | " + " | ".join(f"{mean_spread(v)['mean']:.1f}"
+                                                  for v in cells) + " |")
+    return "\n".join(lines)
+
+
 def format_table(results: Dict) -> str:
     """Markdown tables of the comparison: test rows (mean +- std, per-seed values) when
-    they ran, the validation runs, gap closed, time-to-accuracy, FLOPs and speed."""
+    they ran, the validation runs, AP by size and class where the evaluator gives them,
+    gap closed, time-to-accuracy, FLOPs and speed."""
     lines = []
     if "baseline" in results:
         lines += [results_table(results), ""]
+    for split, rows in (("test", {n: results[n] for n in ROWS if n in results}),
+                        ("val", results.get("validation", {}))):
+        table = breakdown_table(rows, split)
+        if table:
+            lines += [table, ""]
     if results.get("validation"):
         lines += ["| validation run | val AP50 | val AP | seeds |", "|---|---|---|---|"]
         for name, r in dict(results["validation"], **results.get("ablation", {})).items():

@@ -8,6 +8,7 @@ import pytest
 
 from kd_det.benchmarks.detection import (
     _kd_overrides,
+    breakdown_table,
     compare,
     detection_fingerprint,
     load_cfg,
@@ -85,6 +86,11 @@ def test_summarize_keeps_coco_sizes_and_classes_only_when_every_seed_has_them():
     partial = summarize(coco)
     assert list(partial["AP_per_class"]) == ["fish"]
     assert sorted(partial["AP_per_size"]) == ["APl", "APm"]
+    table = breakdown_table({"baseline": out, "voc": summarize([{"AP": 1.0, "AP50": 2.0}])},
+                            "test")
+    assert table.splitlines()[0] == "| test AP by size and class | APs | APm | APl | fish | shark |"
+    assert table.splitlines()[2] == "| baseline | 3.8 | 5.0 | 15.0 | 16.0 | 17.0 |"
+    assert len(table.splitlines()) == 3  # a row without sizes (VOC) is left out
     voc = summarize([{"AP": 1.0, "AP50": 2.0, "AP50-RBC": 3.0}])
     assert voc["AP50_per_class"] == {"RBC": [3.0]} and "AP75" not in voc
 
