@@ -10,7 +10,7 @@ README table.
     python tools/bench_deploy.py --student-config configs/BCCD/kd.yaml \
         --student-weights output/bccd/kd/model_final.pth \
         --teacher-config configs/BCCD/teacher.yaml \
-        --teacher-weights output/bccd/teacher/model_final.pth
+        --teacher-weights output/bccd/teacher/model_final.pth --ap-dataset bccd_test
 
 Without weights a model is randomly initialised: speed does not depend on trained values
 (the number of detections aside, which the JSON records). Every export is checked against
@@ -25,6 +25,7 @@ from kd_det.benchmarks.deploy import (
     FORMATS,
     bench_image,
     deploy_table,
+    exported_ap,
     headline,
     panels,
     prepare,
@@ -51,6 +52,9 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=30, help="timed images per process")
     p.add_argument("--quick", action="store_true",
                    help="1 thread, 1 round of 2 + 3 images; written to output/bench_deploy_quick")
+    p.add_argument("--ap-dataset", default="",
+                   help="also evaluate the student eager and exported on this registered "
+                        "dataset (e.g. bccd_test): the exports' AP must equal eager's")
     p.add_argument("--work-dir", default="", help="exports and inputs (default: beside --output)")
     p.add_argument("--output", default="", help="default results/deploy_cpu.json")
     argv = sys.argv[1:] if argv is None else argv
@@ -85,6 +89,10 @@ def main(argv=None):
                        "random_weights": not getattr(args, f"{m}_weights")}
                    for m, v in models.items()},
         "headline": headline(rows), "rows": rows}
+    if args.ap_dataset:
+        ap = exported_ap(models["student"], args.ap_dataset, os.path.join(work, "eval"))
+        results.update(ap_dataset=args.ap_dataset, student_ap=ap, ap_max_abs_diff=max(
+            abs(v[k] - ap["eager"][k]) for v in ap.values() for k in ("AP", "AP50")))
     png = os.path.splitext(output)[0] + ".png"
     save_report(results, output, png, panels(rows),
                 title=f"CPU inference, batch 1 ({before['cpu']})")

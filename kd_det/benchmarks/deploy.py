@@ -14,12 +14,13 @@ import torch
 
 from ..deploy import deployable_model, export_deployable
 from ..deploy.images import load_model_input
+from ..deploy.wrapper import ExportedDetector, exported_eval_config
 from ..engine.export import _build_yacs_student, student_config
 from .detection import load_cfg
 from .report import Bars
 
 __all__ = ["FORMATS", "bench_image", "prepare", "time_one", "run_rows", "summarise",
-           "headline", "panels", "deploy_table"]
+           "headline", "panels", "deploy_table", "exported_ap"]
 
 FORMATS = ("eager", "torchscript", "onnx")
 _LATENCY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy",
@@ -67,6 +68,28 @@ def prepare(name: str, config_file: str, weights: str, work_dir: str, image_png:
     out["image"] = os.path.join(folder, "image.npy")
     out["input_hw"] = list(image.shape[-2:])
     np.save(out["image"], image.numpy())
+    return out
+
+
+def exported_ap(model: Dict, dataset: str, output_dir: str) -> Dict[str, Dict[str, float]]:
+    """{format: {AP, AP50}} of `model` (prepare's) on `dataset`, eager and each export
+    through Detectron2's evaluator, as tools/train_net.py --eval-only measures them."""
+    from ..engine import KDTrainer  # the trainer's evaluator choice (COCO / VOC)
+
+    cfg = load_cfg(model["config_file"])
+    eager, eager_cfg = deployable_model(cfg, model["weights"], model["config_file"])
+    cfg.defrost()  # the test loader's checks (KD.*) with the student's own test resize
+    cfg.INPUT.MIN_SIZE_TEST = eager_cfg.INPUT.MIN_SIZE_TEST
+    cfg.INPUT.MAX_SIZE_TEST = eager_cfg.INPUT.MAX_SIZE_TEST
+    cfg.DATASETS.TEST = (dataset,)
+    cfg.OUTPUT_DIR = output_dir
+    out = {}
+    for fmt, path in model["files"].items():
+        if fmt == "eager":
+            res = KDTrainer.test(cfg, eager.eval())
+        else:
+            res = KDTrainer.test(exported_eval_config(cfg, path), ExportedDetector(path))
+        out[fmt] = {k: float(res["bbox"][k]) for k in ("AP", "AP50")}
     return out
 
 
@@ -143,11 +166,16 @@ def panels(rows: List[Dict]) -> List[Bars]:
 
 
 def deploy_table(results: Dict) -> str:
-    """The README table of results/deploy_cpu.json."""
+    """The tables of results/deploy_cpu.json: latency per model, format and threads; the
+    student's AP per format when it was measured."""
     lines = ["| model | format | threads | median ms | p90 ms | images/s | peak RSS MiB |",
              "|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
         lines.append(f"| {r['model']} | {r['format']} | {r['threads']} | {r['median_ms']:.1f} "
                      f"| {r['p90_ms']:.1f} | {r['throughput_ips']:.1f} "
                      f"| {r['peak_rss_mb']:.0f} |")
+    if results.get("student_ap"):
+        lines += ["", f"| student on {results['ap_dataset']} | AP | AP50 |", "|---|---|---|"]
+        lines += [f"| {fmt} | {ap['AP']:.2f} | {ap['AP50']:.2f} |"
+                  for fmt, ap in results["student_ap"].items()]
     return "\n".join(lines)

@@ -276,3 +276,15 @@ def test_a_timed_export_runs_without_kd_det(trained, tmp_path):
     assert model["input_hw"] == [64, 64]
     out = time_one(model, "torchscript", threads=1, warmup=1, iters=2)
     assert len(out["latencies_s"]) == 2 and out["imported"] == ["torch"]
+
+
+def test_the_deploy_benchmark_measures_the_exports_ap_beside_eager(trained, tmp_path):
+    from kd_det.benchmarks.deploy import deploy_table, exported_ap, prepare
+
+    model = prepare("student", trained["config"], trained["weights"], str(tmp_path),
+                    trained["images"][0], ["eager", "torchscript"])
+    ap = exported_ap(model, "kd_deploy_train", str(tmp_path / "eval"))  # its training images
+    assert sorted(ap) == ["eager", "torchscript"] and ap["eager"]["AP50"] > 1
+    assert abs(ap["torchscript"]["AP"] - ap["eager"]["AP"]) <= 0.1
+    table = deploy_table({"rows": [], "ap_dataset": "kd_deploy_train", "student_ap": ap})
+    assert f"| torchscript | {ap['torchscript']['AP']:.2f} |" in table
