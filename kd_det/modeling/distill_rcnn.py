@@ -8,7 +8,7 @@ generation, NMS or post-processing. Inference runs the student alone.
 """
 import logging
 import math
-from typing import Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Dict, List, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from .kd_terms import (
     inherit_from_teacher,
     level_shift,
 )
+from .outputs import StudentROI, StudentRPN, TeacherOutputs
 from .teacher import build_teacher, build_teacher_cfgs, teacher_specs
 
 __all__ = ["DistillRCNN", "TeacherOutputs", "StudentRPN", "StudentROI"]
@@ -68,31 +69,6 @@ def _why_nothing_inherited(student: nn.Module, teacher: nn.Module) -> str:
                       for model in (student, teacher))
     return (f"no student module has the name of a teacher module (student {s_name}, teacher "
             f"{t_name})")
-
-
-class TeacherOutputs(NamedTuple):
-    """What one teacher pass gives the KD terms (None for a disabled term)."""
-
-    features: Dict[str, torch.Tensor]
-    rpn_logits: Optional[List[torch.Tensor]]
-    rpn_deltas: Optional[List[torch.Tensor]]
-    box_scores: Optional[torch.Tensor]
-    box_deltas: Optional[torch.Tensor]
-
-
-class StudentRPN(NamedTuple):
-    anchors: List[Boxes]
-    gt_labels: List[torch.Tensor]
-    gt_boxes: List[torch.Tensor]
-    logits: List[torch.Tensor]
-    deltas: List[torch.Tensor]
-    proposals: List[Instances]
-
-
-class StudentROI(NamedTuple):
-    proposals: List[Instances]  # sampled, with gt_classes / gt_boxes
-    scores: torch.Tensor
-    deltas: torch.Tensor
 
 
 @META_ARCH_REGISTRY.register()
@@ -277,6 +253,9 @@ class DistillRCNN(DistillerBase):
         return self.student.device
 
     def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
+        """Training: the student's own losses (the hard ones scaled for the soft-label
+        terms) and each active KD term's loss, from one student pass and one partial pass
+        of each teacher on what the student sampled. Inference: the student's detections."""
         if not self.training:
             return self.student(self.student_inputs(batched_inputs))
         s = self.student

@@ -31,6 +31,7 @@ from ..losses import (
     teacher_l2_loss,
 )
 from .adapters import HintAdapters
+from .outputs import StudentROI, StudentRPN, TeacherOutputs
 from .teacher import rpn_alignment_problem
 
 __all__ = [
@@ -70,16 +71,16 @@ class KDStep(NamedTuple):
     image_size: Tuple[int, int]  # padded batch (H, W)
     gt_instances: List[Instances]
     features: Dict[str, torch.Tensor]  # student backbone outputs
-    rpn: "object"                # distill_rcnn.StudentRPN: anchors, labels, logits, deltas
-    roi: "object"                # distill_rcnn.StudentROI: sampled proposals, scores, deltas
-    t: "object"                  # distill_rcnn.TeacherOutputs of `teacher`
+    rpn: StudentRPN              # anchors, labels, logits, deltas
+    roi: StudentROI              # sampled proposals, scores, deltas
+    t: TeacherOutputs            # of `teacher`
     # Every teacher and its outputs (`teacher` and `t` are the first); several teachers
     # are combined by the terms: mean probabilities, per-box closest regression, one hint
     # adapter set each.
     teachers: Tuple[nn.Module, ...] = ()
-    ts: Tuple["object", ...] = ()
+    ts: Tuple[TeacherOutputs, ...] = ()
 
-    def all_teachers(self) -> List[Tuple[nn.Module, "object"]]:
+    def all_teachers(self) -> List[Tuple[nn.Module, TeacherOutputs]]:
         """[(teacher, its outputs)] for every teacher."""
         return list(zip(self.teachers, self.ts)) or [(self.teacher, self.t)]
 
