@@ -10,7 +10,7 @@ import itertools
 import logging
 import os
 import random
-import weakref
+from unittest import mock
 
 import numpy as np
 import torch
@@ -22,10 +22,10 @@ from detectron2.data import (
     get_detection_dataset_dicts,
 )
 from detectron2.data.samplers import TrainingSampler
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.engine import DefaultTrainer, hooks
+from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import SafeDetectionCheckpointer
@@ -186,31 +186,25 @@ class _SkippingSampler(TrainingSampler):
 
 
 class KDTrainer(DefaultTrainer):
+    """DefaultTrainer with the additions of this module's docstring; its ``__init__``
+    checks the test sets and leaves the rest to Detectron2's."""
+
+    _sampler = None  # the training loader's, when it can skip (see resume_or_load)
+    _rng_to_restore = None
+
     def __init__(self, cfg):
         check_datasets(cfg)
         for name in cfg.DATASETS.TEST:  # the training sets are checked as they load
             dicts = _checked_test_dicts(cfg, name)
             check_classes(cfg, name, "DATASETS.TEST", dicts)
             check_voc_evaluable(name)
-        TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        self._sampler = None
-        self._rng_to_restore = None
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model(model)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
-            model, data_loader, optimizer)
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = ResumeCheckpointer(model, cfg.OUTPUT_DIR,
-                                               trainer=weakref.proxy(self))
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.register_hooks(self.build_hooks())
+        # DefaultTrainer.__init__ calls its module's create_ddp_model, which gives DDP
+        # device_ids even for a CPU model (refused by torch, so no gloo training), and
+        # builds a DetectionCheckpointer; it has no build_* method for either. Ours stand
+        # in for them during the call.
+        with mock.patch.multiple(d2_defaults, create_ddp_model=create_ddp_model,
+                                 DetectionCheckpointer=ResumeCheckpointer):
+            super().__init__(cfg)
 
     def build_train_loader(self, cfg):
         """Detectron2's loader over the checked training dicts (classes, pre-flight), with
