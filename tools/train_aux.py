@@ -11,10 +11,10 @@ is the one the config names in TRAINER (ClsTrainer, FaceTrainer, SRTrainer).
 """
 from detectron2.engine import default_argument_parser
 
-import kd_det.classification  # noqa: F401  (each package registers its trainer)
-import kd_det.face  # noqa: F401
-import kd_det.sr  # noqa: F401
-from kd_det.engine.aux_trainer import aux_main
+import kd_det.auxiliary.classification  # noqa: F401  (each package registers its trainer)
+import kd_det.auxiliary.face  # noqa: F401
+import kd_det.auxiliary.sr  # noqa: F401
+from kd_det.auxiliary.trainer import aux_main
 
 if __name__ == "__main__":
     aux_main(default_argument_parser().parse_args())

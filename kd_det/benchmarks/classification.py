@@ -28,9 +28,9 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ..classification import ClsTrainer
-from ..classification.data import load_split
-from ..classification.trainer import load_teacher
+from ..auxiliary.classification import ClsTrainer
+from ..auxiliary.classification.data import load_split
+from ..auxiliary.classification.trainer import load_teacher
 from ..file_io import save_json
 from ..modeling.frozen import freeze
 from .orchestrator import Stage, config_fingerprint, mean_spread, pick_best, run_report, run_stages

@@ -29,9 +29,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
-from ..face import FaceTrainer
-from ..face.models import build_face_net
-from ..face.trainer import probe_name
+from ..auxiliary.face import FaceTrainer
+from ..auxiliary.face.models import build_face_net
+from ..auxiliary.face.trainer import probe_name
 from .orchestrator import (
     Stage,
     config_fingerprint,

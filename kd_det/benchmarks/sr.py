@@ -25,9 +25,9 @@ import os
 import time
 from typing import Dict, List, Sequence, Tuple
 
+from ..auxiliary.sr import SRTrainer
+from ..auxiliary.sr.trainer import evaluate_bicubic
 from ..file_io import save_json
-from ..sr import SRTrainer
-from ..sr.trainer import evaluate_bicubic
 from .orchestrator import Stage, config_fingerprint, mean_spread, pick_best, run_report, run_stages
 from .report import Bars, Curves, mean_std
 

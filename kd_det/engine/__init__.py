@@ -1,4 +1,5 @@
-"""Training engines: KDTrainer for detection, AuxTrainer for the auxiliary methods."""
+"""The detection training engine: KDTrainer, its evaluation, hooks and student export, and
+what the LazyConfig path needs (the auxiliary tasks train with kd_det.auxiliary.trainer)."""
 from .export import export_lazy_student, export_student, student_config, student_state_dict
 from .trainer import (
     KDTrainer,

@@ -21,8 +21,8 @@ from kd_det.engine import export_lazy_student
 from kd_det.engine.lazy_yaml import load_lazy_config
 from kd_det.modeling.teacher import build_teacher_cfg
 
-from .test_aux_trainer import _cfg as _aux_cfg
-from .test_aux_trainer import _Trainer
+from ..auxiliary.test_trainer import _cfg as _aux_cfg
+from ..auxiliary.test_trainer import _Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from detectron2.engine import HookBase
 
-from kd_det.classification import CLS_METHOD_REGISTRY, ClsMethod, ClsTrainer
-from kd_det.classification.data import load_split, read_idx
-from kd_det.classification.models import ClassifierNet
+from kd_det.auxiliary.classification import CLS_METHOD_REGISTRY, ClsMethod, ClsTrainer
+from kd_det.auxiliary.classification.data import load_split, read_idx
+from kd_det.auxiliary.classification.models import ClassifierNet
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "classification")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "classification")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

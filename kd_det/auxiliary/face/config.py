@@ -3,7 +3,7 @@ import os
 
 from detectron2.config import CfgNode
 
-from kd_det.classification.config import check_network_config, network_config
+from kd_det.auxiliary.classification.config import check_network_config, network_config
 from kd_det.data import LR_SIZES, LRDegradation
 from kd_det.losses import FEATURE_LOSSES
 

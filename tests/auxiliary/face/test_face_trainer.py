@@ -9,13 +9,13 @@ import pytest
 import scipy.io
 import torch
 
+from kd_det.auxiliary.face import FaceTrainer
+from kd_det.auxiliary.face.data import FaceBatches, load_olivetti, load_split
+from kd_det.auxiliary.face.distiller import gradient_diagnostics
+from kd_det.auxiliary.face.models import FaceNet
 from kd_det.data import LRDegradation
-from kd_det.face import FaceTrainer
-from kd_det.face.data import FaceBatches, load_olivetti, load_split
-from kd_det.face.distiller import gradient_diagnostics
-from kd_det.face.models import FaceNet
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "face")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "face")
 PROBES = ["original", "30px", "20px", "16px", "12px", "8px"]
 
 

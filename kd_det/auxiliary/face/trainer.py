@@ -6,13 +6,13 @@ import torch
 from detectron2.engine import hooks
 from detectron2.evaluation import inference_context
 
-from kd_det.data import down_up
-from kd_det.engine.aux_trainer import (
+from kd_det.auxiliary.trainer import (
     AUX_TRAINER_REGISTRY,
     AuxTrainer,
     build_infinite_loader,
     load_aux_teacher,
 )
+from kd_det.data import down_up
 from kd_det.engine.hooks import EvalCurveHook
 
 from .config import add_face_config, check_face_config

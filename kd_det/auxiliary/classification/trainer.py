@@ -6,7 +6,7 @@ import torch
 from detectron2.engine import HookBase, hooks
 from detectron2.evaluation import inference_context
 
-from kd_det.engine.aux_trainer import (
+from kd_det.auxiliary.trainer import (
     AUX_TRAINER_REGISTRY,
     AuxTrainer,
     build_infinite_loader,

@@ -2,8 +2,8 @@
 that identification compares and that MK-MMD distils) and an identity classifier used
 only for training.
 
-The trunk is kd_det.classification's ClassifierNet (stages -> global average pool ->
-linear), whose linear layer here outputs the embedding rather than class scores.
+The trunk is kd_det.auxiliary.classification's ClassifierNet (stages -> global average
+pool -> linear), whose linear layer here outputs the embedding rather than class scores.
 """
 from typing import Dict, Sequence
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd_det.classification.models import ClassifierNet
+from kd_det.auxiliary.classification.models import ClassifierNet
 
 __all__ = ["FaceNet", "build_face_net"]
 

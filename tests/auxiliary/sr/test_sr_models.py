@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from kd_det.sr.distiller import PISRDistiller
-from kd_det.sr.models import FSRCNN, PISREncoder, PISRTeacher, SRBaseline, VIDHead
+from kd_det.auxiliary.sr.distiller import PISRDistiller
+from kd_det.auxiliary.sr.models import FSRCNN, PISREncoder, PISRTeacher, SRBaseline, VIDHead
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

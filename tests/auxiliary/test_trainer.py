@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from kd_det.engine.aux_trainer import AuxTrainer, build_infinite_loader, get_aux_cfg
+from kd_det.auxiliary.trainer import AuxTrainer, build_infinite_loader, get_aux_cfg
 from kd_det.modeling.frozen import DistillerBase, load_strict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -100,7 +100,7 @@ def test_train_aux_runs_the_trainer_its_config_names(olivetti_mat, tmp_path, one
     import train_aux  # noqa: F401  (registers the auxiliary trainers)
     from detectron2.engine import default_argument_parser
 
-    from kd_det.engine.aux_trainer import AUX_TRAINER_REGISTRY, aux_main, aux_trainer
+    from kd_det.auxiliary.trainer import AUX_TRAINER_REGISTRY, aux_main, aux_trainer
 
     configs = glob.glob(os.path.join(ROOT, "configs", "*", "*.yaml"))
     named = {os.path.basename(os.path.dirname(p)): aux_trainer(p).__name__ for p in configs

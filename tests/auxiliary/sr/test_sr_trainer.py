@@ -7,13 +7,13 @@ import shutil
 import pytest
 import torch
 
+from kd_det.auxiliary.sr import SRTrainer
+from kd_det.auxiliary.sr.config import list_images, train_val_files
+from kd_det.auxiliary.sr.data import SRPatchDataset, load_test_set, load_val_set
+from kd_det.auxiliary.sr.trainer import evaluate_bicubic, loss_diagnostics
 from kd_det.modeling.diagnostics import term_name
-from kd_det.sr import SRTrainer
-from kd_det.sr.config import list_images, train_val_files
-from kd_det.sr.data import SRPatchDataset, load_test_set, load_val_set
-from kd_det.sr.trainer import evaluate_bicubic, loss_diagnostics
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from kd_det.sr.metrics import psnr, shave, ssim
+from kd_det.auxiliary.sr.metrics import psnr, shave, ssim
 
 
 def test_psnr_matches_hand_computation_and_ignores_the_shaved_border():

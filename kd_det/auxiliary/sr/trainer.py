@@ -8,7 +8,7 @@ import torch
 from detectron2.engine import HookBase, hooks
 from detectron2.evaluation import inference_context
 
-from kd_det.engine.aux_trainer import AUX_TRAINER_REGISTRY, AuxTrainer, build_infinite_loader
+from kd_det.auxiliary.trainer import AUX_TRAINER_REGISTRY, AuxTrainer, build_infinite_loader
 from kd_det.file_io import save_json
 from kd_det.modeling.diagnostics import grad_norms, term_name
 
