@@ -33,8 +33,8 @@ from ..auxiliary.classification.data import load_split
 from ..auxiliary.classification.trainer import load_teacher
 from ..file_io import save_json
 from ..modeling.frozen import freeze
-from .orchestrator import Stage, config_fingerprint, mean_spread, pick_best, run_report, run_stages
-from .report import Bars, Curves, mean_std
+from .orchestrator import Stage, config_fingerprint, pick_best, run_report, run_stages
+from .report import Bars, Curves, mean_spread, mean_std
 
 __all__ = ["ROWS", "SEARCH", "FITNETS_STAGE1", "TEACHER_SEEDS", "COMPARISONS",
            "evaluate_teachers", "format_table", "quick_settings", "read_curves",

@@ -19,11 +19,10 @@ from .orchestrator import (
     Stage,
     cached_json,
     config_fingerprint,
-    mean_spread,
     read_diagnostics,
     run_stages,
 )
-from .report import Bars, Curves, mean_std, save_report
+from .report import Bars, Curves, mean_spread, mean_std, save_report
 from .timing import median_time
 
 __all__ = ["load_cfg", "detection_fingerprint", "train_detector", "stage_cfg",

@@ -35,12 +35,11 @@ from ..auxiliary.face.trainer import probe_name
 from .orchestrator import (
     Stage,
     config_fingerprint,
-    mean_spread,
     pick_best,
     read_diagnostics,
     run_report,
 )
-from .report import Bars, Curves, mean_std
+from .report import Bars, Curves, mean_spread, mean_std
 from .timing import interleaved_times
 
 __all__ = ["ROWS", "SCORE_MAX_PX", "SEARCH", "format_tables", "quick_settings", "read_curve",

@@ -20,7 +20,6 @@ import multiprocessing as mp
 import os
 import re
 import shlex
-import statistics
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -30,9 +29,10 @@ from detectron2.config import CfgNode
 
 from ..file_io import save_json
 from .machine import code_version, machine_info
+from .report import save_report
 
 __all__ = ["Stage", "run_stages", "run_report", "cached_json", "config_fingerprint",
-           "read_diagnostics", "pick_best", "mean_spread", "add_run_arguments",
+           "read_diagnostics", "pick_best", "add_run_arguments",
            "apply_run_arguments", "benchmark_parser", "apply_quick", "start_benchmark"]
 
 logger = logging.getLogger(__name__)
@@ -248,8 +248,6 @@ def run_report(stages: Sequence[Stage], summary: Callable[[Records, bool], Dict]
     the command, the machine (measured at the start, and its load at the end), the total
     wall-clock and "complete"; it is rewritten after every stage and, at the end, written
     with the PNG of `panels(results)`."""
-    from .report import save_report
-
     t0 = time.perf_counter()
     header = {"command": command, **code_version(), "hardware": machine_info()}
 
@@ -273,16 +271,6 @@ def pick_best(scores: Dict[str, float], higher_is_better: bool = True) -> str:
         raise ValueError(f"no candidate has a score: {scores}")
     sign = 1 if higher_is_better else -1
     return max(valid, key=lambda k: (sign * valid[k], -list(scores).index(k)))
-
-
-def mean_spread(values: Sequence[float]) -> Dict[str, float]:
-    """Mean and spread (sample standard deviation; 0 for one value) of per-seed numbers."""
-    values = [float(v) for v in values]
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-    }
 
 
 # ---- command line ----------------------------------------------------------------------

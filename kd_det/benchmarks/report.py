@@ -2,13 +2,13 @@
 and the mean ± std cells of the Markdown tables."""
 import dataclasses
 import os
+import statistics
 from typing import Dict, List, Sequence, Tuple, Union
 
 from ..file_io import save_json
 from .machine import code_version
-from .orchestrator import mean_spread
 
-__all__ = ["Bars", "Curves", "save_report", "save_figure", "mean_std"]
+__all__ = ["Bars", "Curves", "save_report", "save_figure", "mean_spread", "mean_std"]
 
 
 @dataclasses.dataclass
@@ -84,6 +84,16 @@ def save_report(results: Dict, json_path: str, png_path: str, panels: List[Panel
     results = {**code_version(), **results}
     save_json(json_path, results)
     save_figure(png_path, panels, title)
+
+
+def mean_spread(values: Sequence[float]) -> Dict[str, float]:
+    """Mean and spread (sample standard deviation; 0 for one value) of per-seed numbers."""
+    values = [float(v) for v in values]
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
 
 
 def mean_std(values: Sequence[float], digits: int = 1) -> str:

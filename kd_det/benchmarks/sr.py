@@ -28,8 +28,8 @@ from typing import Dict, List, Sequence, Tuple
 from ..auxiliary.sr import SRTrainer
 from ..auxiliary.sr.trainer import evaluate_bicubic
 from ..file_io import save_json
-from .orchestrator import Stage, config_fingerprint, mean_spread, pick_best, run_report, run_stages
-from .report import Bars, Curves, mean_std
+from .orchestrator import Stage, config_fingerprint, pick_best, run_report, run_stages
+from .report import Bars, Curves, mean_spread, mean_std
 
 __all__ = ["CONFIGS", "ROWS", "SEARCH", "evaluate_bicubic_stage", "markdown_table",
            "quick_settings", "run_benchmark"]

@@ -22,8 +22,10 @@ from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
+from ..config import validate_kd_config
 from .diagnostics import grad_norms, term_name
 from .frozen import DistillerBase
+from .geometry import level_shift
 from .kd_terms import (
     KDStep,
     KDTerm,
@@ -31,7 +33,6 @@ from .kd_terms import (
     align_rpn_terms,
     build_kd_terms,
     inherit_from_teacher,
-    level_shift,
 )
 from .outputs import StudentROI, StudentRPN, TeacherOutputs
 from .teacher import build_teacher, build_teacher_cfgs, teacher_specs
@@ -113,6 +114,12 @@ class DistillRCNN(DistillerBase):
                 level k learns from the teacher's level k + log2(1 / input_scale).
         """
         super().__init__()
+        if not kd_terms:
+            raise ValueError(
+                "KD.HINT/KD.RPN/KD.ROI (LazyConfig: model.kd_terms): every distillation term "
+                "is disabled or has weight zero, so the KD loss is identically zero and the "
+                "teacher would run for nothing; enable a term (e.g. KD.ROI.ENABLED True with "
+                "KD.ROI.MU < 1) or train a plain GeneralizedRCNN.")
         teachers = list(teacher) if isinstance(teacher, (list, tuple, nn.ModuleList)) or (
             not isinstance(teacher, nn.Module)) else [teacher]
         names = ["teacher"] + [f"teacher_{i}" for i in range(1, len(teachers))]
@@ -184,8 +191,6 @@ class DistillRCNN(DistillerBase):
 
     @classmethod
     def from_config(cls, cfg):
-        from ..config import validate_kd_config
-
         validate_kd_config(cfg)
         s_cfg = cfg.clone()
         s_cfg.defrost()

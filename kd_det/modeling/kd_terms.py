@@ -13,7 +13,6 @@ has no host-device synchronisation.
 import dataclasses
 import itertools
 import logging
-import math
 from typing import ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -31,8 +30,8 @@ from ..losses import (
     teacher_l2_loss,
 )
 from .adapters import HintAdapters
+from .geometry import level_shift, rpn_alignment_problem
 from .outputs import StudentROI, StudentRPN, TeacherOutputs
-from .teacher import rpn_alignment_problem
 
 __all__ = [
     "KD_TERM_REGISTRY",
@@ -40,7 +39,6 @@ __all__ = [
     "KDTerm",
     "build_kd_terms",
     "align_rpn_terms",
-    "level_shift",
     "term_list",
     "encode_deltas",
     "mean_teacher_probs",
@@ -153,16 +151,6 @@ def build_kd_terms(cfg, student: Optional[nn.Module] = None,
         return terms
     return align_rpn_terms(terms, student, teachers, cfg.KD.RPN.ON_MISMATCH,
                            level_shift(cfg.KD.STUDENT.INPUT_SCALE))
-
-
-def level_shift(input_scale: float) -> int:
-    """s with input_scale = 1 / 2**s: how many FPN levels the student's maps sit below the
-    teacher's of the same size (KD.STUDENT.INPUT_SCALE)."""
-    s = round(math.log2(1.0 / input_scale)) if input_scale > 0 else -1
-    if s < 0 or 2.0 ** -s != input_scale:
-        raise ValueError(f"KD.STUDENT.INPUT_SCALE (input_scale) must be 1, 0.5, 0.25, ... "
-                         f"(1 / 2**s, so that FPN levels line up), got {input_scale}.")
-    return s
 
 
 def align_rpn_terms(terms: Sequence[KDTerm], student: nn.Module,

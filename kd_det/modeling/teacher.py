@@ -8,11 +8,12 @@ from detectron2.config import CfgNode, LazyConfig, get_cfg, instantiate
 from detectron2.modeling import build_model
 
 from ..checkpoint import SafeDetectionCheckpointer
+from ..config import add_kd_config
 from .backbone import add_mobilenet_config, skip_imagenet_init
 from .frozen import DistillerBase, load_strict
 
 __all__ = ["build_teacher_cfg", "build_teacher_cfgs", "build_teacher", "load_teacher",
-           "rpn_alignment_problem", "teacher_specs"]
+           "teacher_specs"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ def _read_yacs_teacher(path: str, opts, allow_unsafe: bool, key: str,
     """A teacher's yacs config (safe YAML unless allowed) with `opts` merged. The YAML may
     hold kd_det's keys (a teacher trained with tools/train_net.py, a MobileNetV2
     backbone)."""
-    from ..config import add_kd_config
-
     tcfg = get_cfg()
     add_kd_config(tcfg)
     add_mobilenet_config(tcfg)
@@ -141,41 +140,3 @@ def load_teacher(config_file: str, weights: str, opts: Sequence[str] = (),
                 checkpointer_cls=SafeDetectionCheckpointer)
     logger.info("Loaded teacher %s with weights %s", path, weights)
     return teacher
-
-
-def rpn_alignment_problem(student_rpn, teacher_rpn, student_shapes, teacher_shapes,
-                          level_shift: int = 0) -> str:
-    """Why the two RPNs cannot be compared anchor by anchor ('' when they can).
-
-    With `level_shift` s (a student at 1/2**s of the teacher's resolution), the student's
-    level k is compared with the teacher's level k + s in the teacher's pixels; the
-    teacher's levels past its coarsest are that level's strides and anchors doubled (as
-    FPN's max-pool level extends p5 to p6)."""
-    s_ag, t_ag = student_rpn.anchor_generator, teacher_rpn.anchor_generator
-    if len(student_rpn.in_features) != len(teacher_rpn.in_features):
-        return (f"RPN levels differ: student {student_rpn.in_features}, "
-                f"teacher {teacher_rpn.in_features}")
-    up = 2 ** level_shift
-
-    def shifted(values):  # the teacher's per-level values from level s on, extended
-        return [values[min(k, len(values) - 1)] * 2 ** max(0, k - len(values) + 1)
-                for k in range(level_shift, level_shift + len(values))]
-
-    s_str = [student_shapes[f].stride * up for f in student_rpn.in_features]
-    t_str = shifted([teacher_shapes[f].stride for f in teacher_rpn.in_features])
-    if s_str != t_str:
-        shift = f" (student at 1/{up} resolution)" if level_shift else ""
-        return f"RPN feature strides differ{shift}: student {s_str}, teacher {t_str}"
-    if ([x * up for x in s_ag.strides] != shifted(list(t_ag.strides))
-            or s_ag.offset != t_ag.offset):
-        return "anchor generator strides or offsets differ (MODEL.ANCHOR_GENERATOR.*)"
-    s_cells = [a * up for a in s_ag.cell_anchors]
-    t_cells = shifted(list(t_ag.cell_anchors))
-    if len(s_cells) != len(t_cells) or any(
-        a.shape != b.shape or not torch.allclose(a.cpu(), b.cpu())
-        for a, b in zip(s_cells, t_cells)
-    ):
-        return "anchor sizes or aspect ratios differ (MODEL.ANCHOR_GENERATOR.SIZES/ASPECT_RATIOS)"
-    if s_ag.box_dim != t_ag.box_dim:
-        return "anchor box dimensions differ"
-    return ""

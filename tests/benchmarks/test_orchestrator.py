@@ -10,12 +10,11 @@ from detectron2.config import CfgNode
 from kd_det.benchmarks.machine import code_version, cpu_model, machine_info
 from kd_det.benchmarks.orchestrator import (
     Stage,
-    mean_spread,
     read_diagnostics,
     run_report,
     run_stages,
 )
-from kd_det.benchmarks.report import Bars, mean_std
+from kd_det.benchmarks.report import Bars, mean_spread, mean_std
 
 
 def _train(cfg, resume=False):

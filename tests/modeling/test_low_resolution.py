@@ -10,7 +10,7 @@ from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
 
 from kd_det.engine.export import _scale_lazy_test_resize, student_config
-from kd_det.modeling.teacher import rpn_alignment_problem
+from kd_det.modeling.geometry import rpn_alignment_problem
 
 from ..detection_utils import assert_task_losses_match_plain, fixed_batch, kd_cfg
 
