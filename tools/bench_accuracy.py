@@ -154,6 +154,9 @@ def main():
     parser.add_argument("--output", default="",
                         help="results JSON (default results/<set>_accuracy.json, or "
                              "results/<set>_selection.json with --selection-only)")
+    parser.add_argument("--stages", default="", metavar="REGEX",
+                        help="train only the stages whose names match (e.g. 'baseline' while "
+                             "another process trains the teacher); no report is written")
     add_run_arguments(parser)
     args = parser.parse_args()
     apply_run_arguments(args)
@@ -197,7 +200,10 @@ def main():
                       timing_images=3 if args.quick else 20,
                       selection_only=args.selection_only, run_rows=args.rows,
                       previous=previous, teacher_dir=args.teacher_dir,
-                      val_seeds=args.val_seeds)
+                      val_seeds=args.val_seeds, stage_filter=args.stages)
+    if args.stages:
+        print("trained or cached:", ", ".join(results["stages"]))
+        return
     if args.carry_over:
         results["protocol"]["carried_over_from"] = args.carry_over
     if args.test_only:

@@ -4,6 +4,7 @@ CPU inference timing, and the report."""
 import hashlib
 import json
 import os
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -250,6 +251,7 @@ def compare(
     previous: Optional[Dict] = None,
     teacher_dir: str = "",
     val_seeds: int = 1,
+    stage_filter: str = "",
 ) -> Dict:
     """Teacher (trained once, by its own config, in `teacher_dir`, default
     `<output_dir>/teacher`: another pair of the same teacher config shares it), then
@@ -276,6 +278,10 @@ def compare(
     `previous` (an earlier results JSON of this protocol). The baseline never sees the
     teacher; a distilled row is valid only if it was distilled from this very teacher, so
     carrying one requires the teacher's test AP to equal `previous`'s to the last digit.
+
+    `stage_filter` (a regular expression) trains only the stages whose names match it
+    (e.g. "baseline" on a free core while another process trains the teacher) and returns
+    {"stages": their names}: the report needs every stage.
     """
     opts = opts or {}
     rows = [r for r in ROWS[1:] if r in configs or r == "baseline"]
@@ -317,6 +323,15 @@ def compare(
     for seed in [] if selection_only else seeds:
         for row in run_rows:
             add("test", row, cfg_for(row, seed, "test"), "test", seed)
+    if stage_filter:
+        chosen = [s for s in stages if re.search(stage_filter, s.name)]
+        names = {s.name for s in chosen}
+        unmet = sorted({a for s in chosen for a in s.after if a not in names})
+        if unmet:
+            raise ValueError(f"stage filter {stage_filter!r}: the chosen stages read {unmet}, "
+                             "which it leaves out; include them or leave those stages out")
+        run_stages(chosen, jobs)
+        return {"stages": [s.name for s in chosen]}
     records = run_stages(stages, jobs)
     teacher = records["teacher"]
     teacher_test = None if selection_only else evaluate_weights(

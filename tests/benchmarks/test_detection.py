@@ -159,6 +159,19 @@ def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread
     with pytest.raises(ValueError, match="carry them"):
         only("kd", None)
 
+    # A stage filter trains only its stages (the test baseline again: a new seed), and
+    # refuses a choice whose stages read one it leaves out.
+    def filtered(pattern):
+        return compare(configs, out, seeds=[0, 1], test_split=("kd_cmp_train", "kd_cmp_val"),
+                       timing_images=2, stage_filter=pattern)
+
+    assert filtered("test/baseline") == {"stages": ["test/baseline_s0", "test/baseline_s1"]}
+    assert os.path.isfile(f"{out}/test/baseline_s1/stage.json")
+    assert not os.path.exists(f"{out}/test/kd_s1")
+    assert {p: os.path.getmtime(p) for p in stamps} == stamps
+    with pytest.raises(ValueError, match=r"read \['teacher'\]"):
+        filtered("kd")
+
 
 def test_compare_teachers_reuses_the_single_teacher_runs(tmp_path, one_thread):
     """Two tiny teachers against the better one: compare()'s stages are reused, the second
