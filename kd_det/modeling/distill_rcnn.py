@@ -42,6 +42,20 @@ __all__ = ["DistillRCNN", "TeacherOutputs", "StudentRPN", "StudentROI"]
 logger = logging.getLogger(__name__)
 
 
+def _recoding(student_rpn, teacher_rpn, name: str):
+    """Factors w_s / w_t that turn the teacher's RPN deltas into the student's coding, or
+    None when both use the same MODEL.RPN.BBOX_REG_WEIGHTS. Each delta is its weight times
+    a quantity of the anchor and the box alone (Box2BoxTransform.get_deltas), and aligned
+    anchors are the same boxes, so the ratio re-expresses the teacher's box exactly."""
+    w_s = tuple(student_rpn.box2box_transform.weights)
+    w_t = tuple(teacher_rpn.box2box_transform.weights)
+    if w_s == w_t:
+        return None
+    logger.info("The %s's RPN deltas are re-expressed from its MODEL.RPN.BBOX_REG_WEIGHTS %s "
+                "to the student's %s.", name, w_t, w_s)
+    return tuple(s / t for s, t in zip(w_s, w_t))
+
+
 def _flatten_rpn_outputs(logits, deltas, box_dim):
     """Detectron2's RPN layout: (N, Hi*Wi*A) logits and (N, Hi*Wi*A, B) deltas per level."""
     logits = [x.permute(0, 2, 3, 1).flatten(1) for x in logits]
@@ -187,6 +201,10 @@ class DistillRCNN(DistillerBase):
             self._input_modes[name] = (flip, not flip and not self.level_shift and torch.equal(
                 student.pixel_mean.cpu(), t.pixel_mean.cpu()) and torch.equal(
                 student.pixel_std.cpu(), t.pixel_std.cpu()))
+        # Per teacher: the factors that re-express its RPN deltas in the student's coding
+        # (MODEL.RPN.BBOX_REG_WEIGHTS), None when the two codings are the same.
+        self._rpn_recoding = {name: _recoding(student.proposal_generator, t.proposal_generator,
+                                              name) for name, t in zip(names, teachers)}
         self._register_load_state_dict_pre_hook(self._accept_plain_student_weights)
 
     @classmethod
@@ -381,7 +399,12 @@ class DistillRCNN(DistillerBase):
         if "rpn" in self._teacher_needs:
             t_rpn = t.proposal_generator
             levels = self._shift_levels([feats[f] for f in t_rpn.in_features])
-            rpn_out = _flatten_rpn_outputs(*t_rpn.rpn_head(levels), t_rpn.anchor_generator.box_dim)
+            logits, deltas = _flatten_rpn_outputs(*t_rpn.rpn_head(levels),
+                                                  t_rpn.anchor_generator.box_dim)
+            factors = self._rpn_recoding[name]
+            if factors is not None:
+                deltas = [d * d.new_tensor(factors) for d in deltas]
+            rpn_out = (logits, deltas)
         if "roi" in self._teacher_needs:
             t_roi = t.roi_heads
             if self.level_shift:  # the student's ROIs in the teacher's pixels
