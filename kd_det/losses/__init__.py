@@ -7,7 +7,7 @@ from .classification import (
     fnkd_loss,
     meal_v2_discriminator_loss,
 )
-from .hint import feature_imitation_loss, hint_l2_loss, standardize_channels
+from .hint import feature_imitation_loss, hint_l2_loss, linear_pkd_loss, standardize_channels
 from .mmd import (
     DAN_MULTIPLIERS,
     FEATURE_LOSSES,
@@ -40,6 +40,7 @@ __all__ = [
     "ensemble_soft_cross_entropy",
     "face_kd_loss",
     "feature_imitation_loss",
+    "linear_pkd_loss",
     "feature_normalized_logits",
     "fnkd_loss",
     "gaussian_variance_logit",

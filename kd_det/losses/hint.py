@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["hint_l2_loss", "standardize_channels", "feature_imitation_loss"]
+__all__ = ["hint_l2_loss", "standardize_channels", "feature_imitation_loss", "linear_pkd_loss"]
 
 
 def hint_l2_loss(adapted: torch.Tensor, target: torch.Tensor, normalize: str = "mean"):
@@ -65,6 +65,8 @@ def feature_imitation_loss(
     _check_shapes(adapted, target)
     a, t = adapted.float(), target.detach().float()
     scale = 1.0
+    if normalize == "pkd" and mask is None:
+        return _pkd_loss(a, t)
     if normalize == "pkd":
         a, t, scale = standardize_channels(a), standardize_channels(t), 0.5
     elif normalize != "none":
@@ -79,6 +81,60 @@ def feature_imitation_loss(
         bg = 1.0 - fg
         loss = loss + bg_weight * (err * bg).sum() / (bg.sum() * c).clamp(min=1.0)
     return scale * loss
+
+
+def _teacher_var_mean(t: torch.Tensor):
+    """The teacher map's per-channel variance and mean over (N, H, W), (1, C, 1, 1): a
+    target, so no graph."""
+    with torch.no_grad():
+        return torch.var_mean(t.float(), dim=(0, 2, 3), unbiased=False, keepdim=True)
+
+
+def _pkd_from_moments(var_a, cov, var_t, eps: float) -> torch.Tensor:
+    """0.5 * mean over channels of mean((a^ - t^)^2), a^ = (a - mu) / (sigma + eps), from
+    each channel's variances and covariance (exact: mean((a^ - t^)^2) = var_a / d_a^2
+    - 2 cov / (d_a d_t) + var_t / d_t^2 with d = sigma + eps)."""
+    d_a, d_t = var_a.sqrt() + eps, var_t.sqrt() + eps
+    return 0.5 * (var_a / d_a.pow(2) - 2 * cov / (d_a * d_t) + var_t / d_t.pow(2)).mean()
+
+
+def _pkd_loss(a: torch.Tensor, t: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """0.5 * MSE(standardize_channels(a), standardize_channels(t)) from per-channel
+    moments, without the standardised maps whose autograd graph made the hint the dearest
+    KD term."""
+    var_t, mu_t = _teacher_var_mean(t)
+    var_a, _ = torch.var_mean(a, dim=(0, 2, 3), unbiased=False)
+    cov = (a * (t - mu_t)).mean(dim=(0, 2, 3))
+    return _pkd_from_moments(var_a, cov, var_t.flatten(), eps)
+
+
+def linear_pkd_loss(weight: torch.Tensor, v: torch.Tensor, t: torch.Tensor,
+                    eps: float = 1e-6) -> torch.Tensor:
+    """The PKD loss of a 1x1-conv adapted student map, conv(v) = W v + b, against t, from
+    the student's (C_s, C_s) channel covariance and its (C_s, C_t) covariance with the
+    teacher: var(W v)_c = w_c S w_c and cov(W v, t)_c = w_c X_c, and the bias cancels in
+    the standardisation. Equal to feature_imitation_loss(conv(v), t, "pkd"), without the
+    (N, C_t, H, W) adapted map and its gradient: the hint's cost on a thin student.
+
+    Args:
+        weight: the adapter's (C_t, C_s, 1, 1) or (C_t, C_s) weight.
+        v: the student map, (N, C_s, H, W).
+        t: the teacher map, (N, C_t, H, W), of the same size; it gets no gradient.
+    """
+    n, c_s, h, w = v.shape
+    if t.shape[0] != n or t.shape[-2:] != v.shape[-2:]:
+        raise ValueError(f"student map {tuple(v.shape)} and teacher map {tuple(t.shape)} "
+                         "must have the same batch and size")
+    var_t, _ = _teacher_var_mean(t)
+    m = n * h * w
+    vf = v.float().flatten(2)  # (N, C_s, HW): no copy
+    vc = vf - vf.mean(dim=(0, 2), keepdim=True)  # centred, so E[vc t] is the covariance
+    s = torch.einsum("nim,njm->ij", vc, vc) / m
+    x = torch.einsum("nim,ncm->ic", vc, t.detach().float().flatten(2)) / m
+    w_ = weight.float().reshape(weight.shape[0], c_s)
+    var_a = ((w_ @ s) * w_).sum(1)
+    cov = (w_ * x.t()).sum(1)
+    return _pkd_from_moments(var_a, cov, var_t.flatten(), eps)
 
 
 def _check_shapes(adapted, target):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from detectron2.layers import ShapeSpec
 from torch import nn
 
-from ..losses import feature_imitation_loss
+from ..losses import feature_imitation_loss, linear_pkd_loss
 
 __all__ = ["HintAdapters"]
 
@@ -73,8 +73,16 @@ class HintAdapters(nn.Module):
         for s, t in self.pairs:
             v, z = student_feats[s], teacher_feats[t]
             key = self._key(s, t)
-            if key in self.adapters:
-                v = self._adapt(self.adapters[key], v)
+            conv = self.adapters[key] if key in self.adapters else None
+            if (normalize == "pkd" and masks is None and conv is not None
+                    and v.shape[-2:] == z.shape[-2:]):
+                # From channel covariances, without the adapted map; the bias cancels in
+                # the standardisation, and its zero gradient keeps every parameter in the
+                # graph (DDP without find_unused_parameters needs that).
+                out[key] = linear_pkd_loss(conv.weight, v, z) + 0.0 * conv.bias.sum()
+                continue
+            if conv is not None:
+                v = self._adapt(conv, v)
             if v.shape[-2:] != z.shape[-2:]:
                 if self.resize != "interpolate":
                     raise ValueError(

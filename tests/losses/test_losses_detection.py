@@ -3,14 +3,18 @@ import math
 
 import pytest
 import torch
+from detectron2.layers import ShapeSpec
 
 from kd_det.losses import (
     binary_soft_cross_entropy,
     bounded_l2_loss,
     class_weights,
+    feature_imitation_loss,
     hint_l2_loss,
     hinton_kd_loss,
+    linear_pkd_loss,
     soft_cross_entropy,
+    standardize_channels,
     teacher_l2_loss,
 )
 
@@ -91,3 +95,33 @@ def test_losses_give_no_gradient_to_teacher():
     zt = torch.randn(3, 4, requires_grad=True)
     soft_cross_entropy(zs, zt).backward()
     assert zs.grad is not None and zt.grad is None
+
+
+def test_pkd_from_moments_equals_the_standardised_maps():
+    """The PKD hint from channel moments (no standardised or adapted map) equals
+    0.5 * MSE of the two standardised maps, in value and in every gradient; the adapter's
+    bias cancels in the standardisation."""
+    from kd_det.modeling.adapters import HintAdapters
+
+    g = torch.Generator().manual_seed(0)
+    v = (torch.randn(2, 6, 5, 7, generator=g) * 3 + 2).requires_grad_()
+    t = torch.randn(2, 10, 5, 7, generator=g) * 2 + 5
+    conv = torch.nn.Conv2d(6, 10, 1)
+
+    def reference(x):
+        return 0.5 * torch.nn.functional.mse_loss(standardize_channels(x),
+                                                  standardize_channels(t))
+
+    for got, ref in ((feature_imitation_loss(conv(v), t, "pkd"), reference(conv(v))),
+                     (linear_pkd_loss(conv.weight, v, t), reference(conv(v)))):
+        params = [v, conv.weight]
+        assert torch.allclose(got, ref, rtol=1e-5)
+        for a, b in zip(torch.autograd.grad(got, params), torch.autograd.grad(ref, params)):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+    shapes = {"p": ShapeSpec(channels=6, stride=4)}
+    adapters = HintAdapters([("p", "p")], shapes, {"p": ShapeSpec(channels=10, stride=4)})
+    adapters.adapters["p_to_p"].load_state_dict(conv.state_dict())
+    loss = adapters({"p": v}, {"p": t}, "pkd")["p_to_p"]
+    assert torch.allclose(loss, reference(conv(v)), rtol=1e-5)
+    loss.backward()
+    assert torch.equal(adapters.adapters["p_to_p"].bias.grad, torch.zeros(10))

@@ -101,7 +101,11 @@ def test_hint_options_train_the_student_and_adapters_only(cfg, opts):
     assert torch.isfinite(losses["loss_hint"]) and losses["loss_hint"].item() > 0
     losses["loss_hint"].backward()
     assert all(p.grad is None for p in model.teacher.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.adapters.parameters())
+    for name, p in model.adapters.named_parameters():
+        # PKD standardises the adapted map, so the adapter's bias cancels: zero gradient.
+        cancels = name.endswith("bias") and opts.get("LOSS") == "pkd"
+        assert p.grad is not None, name
+        assert (p.grad.abs().max() < 1e-6) if cancels else (p.grad.abs().sum() > 0), name
     assert any(p.grad is not None and p.grad.abs().sum() > 0
                for p in model.student.backbone.parameters())
 
