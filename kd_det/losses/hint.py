@@ -129,8 +129,9 @@ def linear_pkd_loss(weight: torch.Tensor, v: torch.Tensor, t: torch.Tensor,
     m = n * h * w
     vf = v.float().flatten(2)  # (N, C_s, HW): no copy
     vc = vf - vf.mean(dim=(0, 2), keepdim=True)  # centred, so E[vc t] is the covariance
-    s = torch.einsum("nim,njm->ij", vc, vc) / m
-    x = torch.einsum("nim,ncm->ic", vc, t.detach().float().flatten(2)) / m
+    # Batched matmuls over the images (einsum would copy the teacher map to contract it).
+    s = torch.bmm(vc, vc.transpose(1, 2)).sum(0) / m
+    x = torch.bmm(vc, t.detach().float().flatten(2).transpose(1, 2)).sum(0) / m
     w_ = weight.float().reshape(weight.shape[0], c_s)
     var_a = ((w_ @ s) * w_).sum(1)
     cov = (w_ * x.t()).sum(1)
