@@ -17,7 +17,14 @@ def save_json(path: str, obj) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False)
         f.write("\n")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from others
     os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_torch_save(obj, path: str) -> None:
