@@ -67,6 +67,15 @@ def add_kd_config(cfg: CN) -> None:
     # per box, the teacher closest to the ground truth, and the hint imitates each teacher
     # through its own adapters (averaged).
     _C.KD.TEACHERS = []
+    # A teacher of a wider label space (e.g. COCO's 80 classes for a 3-class student): one
+    # teacher class index per student class (-1: a class the teacher lacks), or [] to map
+    # by the training sets' class names when the class counts differ. The ROI soft labels
+    # take the mapped classes' probabilities and add every other class's to background;
+    # the bounded regression reads the mapped class's deltas (kd_det.modeling.class_map).
+    _C.KD.TEACHER.CLASS_MAP = []
+    # Leave a student class the teacher lacks out of the soft loss (the hard loss alone
+    # teaches it) rather than refuse it.
+    _C.KD.TEACHER.ALLOW_MISSING_CLASSES = False
 
     _C.KD.STUDENT = CN()
     # Weight inheritance (FGD, Yang et al. CVPR 2022, "inheriting strategy"): before
@@ -180,6 +189,9 @@ def validate_kd_config(cfg: CN) -> None:
         _check_weight(node.REG_WEIGHT, f"{key}.REG_WEIGHT")
         _check(math.isfinite(node.MARGIN) and node.MARGIN >= 0, f"{key}.MARGIN",
                f"must be finite and >= 0, got {node.MARGIN}.")
+    _check(all(isinstance(i, int) and not isinstance(i, bool) for i in kd.TEACHER.CLASS_MAP),
+           "KD.TEACHER.CLASS_MAP", "must be teacher class indices, one per student class (-1: "
+           "a class the teacher lacks), or [] to map by class name.")
     _check(kd.WARMUP_ITERS >= 0, "KD.WARMUP_ITERS", "must be >= 0.")
     _check(kd.DIAGNOSTICS_PERIOD >= 0, "KD.DIAGNOSTICS_PERIOD", "must be >= 0.")
     _check(kd.RPN.ON_MISMATCH in ("error", "disable"), "KD.RPN.ON_MISMATCH",

@@ -42,10 +42,11 @@ class ClassMap:
         return (self.num_teacher_classes == self.num_student_classes
                 and all(t == j for j, t in enumerate(self.teacher_index)))
 
-    def present(self, device=None) -> torch.Tensor:
-        """(K_s + 1,) bool: the student columns the soft loss covers (background always)."""
-        return torch.tensor([t is not None for t in self.teacher_index] + [True],
-                            device=device)
+    def columns(self) -> Tuple[int, ...]:
+        """The student columns (K_s + 1, background last) the soft loss covers: every class
+        the teacher has, and background. Plain Python, so selecting them syncs nothing."""
+        return tuple(j for j, t in enumerate(self.teacher_index) if t is not None) + (
+            self.num_student_classes,)
 
     def fold_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """(N, K_t + 1) teacher probabilities -> (N, K_s + 1): mapped columns taken, every

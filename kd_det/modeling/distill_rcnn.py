@@ -8,11 +8,12 @@ generation, NMS or post-processing. Inference runs the student alone.
 """
 import logging
 import math
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.layers import move_device_like
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.proposal_generator import RPN
@@ -23,6 +24,7 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..config import validate_kd_config
+from .class_map import ClassMap, resolve_class_map
 from .diagnostics import grad_norms, term_name
 from .frozen import DistillerBase
 from .geometry import level_shift
@@ -54,6 +56,53 @@ def _recoding(student_rpn, teacher_rpn, name: str):
     logger.info("The %s's RPN deltas are re-expressed from its MODEL.RPN.BBOX_REG_WEIGHTS %s "
                 "to the student's %s.", name, w_t, w_s)
     return tuple(s / t for s, t in zip(w_s, w_t))
+
+
+def _dataset_classes(cfg) -> Optional[List[str]]:
+    """The class names of cfg's first training set, None when it is not registered (a
+    teacher trained elsewhere) or names none."""
+    names = cfg.DATASETS.TRAIN
+    if not names or names[0] not in DatasetCatalog.list():
+        return None
+    return MetadataCatalog.get(names[0]).get("thing_classes", None)
+
+
+def _class_maps(student, teachers: Dict[str, nn.Module], spec, allow_missing: bool,
+                class_names) -> Dict[str, Optional[ClassMap]]:
+    """Each teacher's ClassMap into the student's classes (None: the same classes in the
+    same order). Without a `spec` a teacher of another class count is mapped by name."""
+    k_s = student.roi_heads.num_classes
+    counts = [k_s] + [t.roi_heads.num_classes for t in teachers.values()]
+    # names that do not fit the model's class count (a config's default dataset) are none
+    names = [n if n is not None and len(n) == k else None
+             for n, k in zip(class_names or [None] * len(counts), counts)]
+    if spec is not None and not isinstance(spec, str) and len(teachers) > 1:
+        raise ValueError("KD.TEACHER.CLASS_MAP (LazyConfig: teacher_class_map): a list of "
+                         "indices maps one teacher; with several give 'by_name'.")
+    maps = {}
+    for (name, t), t_names in zip(teachers.items(), names[1:]):
+        k_t = t.roi_heads.num_classes
+        if spec is None and k_t == k_s:
+            maps[name] = None
+            continue
+        if spec is None and (names[0] is None or t_names is None):
+            raise ValueError(
+                f"the {name} predicts {k_t} classes but the student {k_s}, and the class "
+                "names of their training sets are unknown (DATASETS.TRAIN not registered, or "
+                "not of that many classes), so they cannot be mapped by name: give "
+                "KD.TEACHER.CLASS_MAP (LazyConfig: teacher_class_map), one teacher class "
+                "index per student class.")
+        cmap = resolve_class_map("by_name" if spec is None else spec, names[0], t_names,
+                                 k_s, k_t, allow_missing,
+                                 key="KD.TEACHER.CLASS_MAP (LazyConfig: teacher_class_map)")
+        if cmap.is_identity():
+            maps[name] = None
+            continue
+        if names[0] is not None and t_names is not None:
+            logger.info("KD.TEACHER.CLASS_MAP, %s: %s", name,
+                        cmap.describe(names[0], t_names))
+        maps[name] = cmap
+    return maps
 
 
 def _flatten_rpn_outputs(logits, deltas, box_dim):
@@ -106,6 +155,9 @@ class DistillRCNN(DistillerBase):
         warmup_iters: int = 0,
         diagnostics_period: int = 0,
         input_scale: float = 1.0,
+        teacher_class_map: Union[None, str, Sequence[int]] = None,
+        allow_missing_classes: bool = False,
+        class_names: Optional[Sequence[Optional[Sequence[str]]]] = None,
     ):
         """
         Args:
@@ -126,6 +178,13 @@ class DistillRCNN(DistillerBase):
                 0.25; Chen et al.'s low-resolution student): the batch is the teacher's,
                 the student sees it resized (in training and at inference), and its FPN
                 level k learns from the teacher's level k + log2(1 / input_scale).
+            teacher_class_map: a teacher of a wider label space (kd_det.modeling.class_map):
+                "by_name", or one teacher class index per student class (-1: the teacher
+                lacks it); None: the same classes, or by name when the counts differ.
+            allow_missing_classes: leave a student class the teacher lacks out of the soft
+                loss rather than refuse it.
+            class_names: [student's, each teacher's] class names (None where unknown), for
+                "by_name" and the log.
         """
         super().__init__()
         if not kd_terms:
@@ -146,14 +205,8 @@ class DistillRCNN(DistillerBase):
                     f"DistillRCNN needs StandardROIHeads-style box heads in the {name} "
                     "(MODEL.ROI_HEADS.NAME 'StandardROIHeads' and "
                     "MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES False).")
-        s_classes = student.roi_heads.num_classes
-        for name, t in zip(names, teachers):
-            if t.roi_heads.num_classes != s_classes:
-                raise ValueError(
-                    f"the {name} predicts {t.roi_heads.num_classes} classes but the student "
-                    f"{s_classes}; distillation needs the same class list "
-                    "(MODEL.ROI_HEADS.NUM_CLASSES / roi_heads.num_classes, or a matching "
-                    "teacher).")
+        self._class_maps = _class_maps(student, dict(zip(names, teachers)), teacher_class_map,
+                                       allow_missing_classes, class_names)
         if init_from_teacher:
             copied = inherit_from_teacher(student, teachers[0])
             if copied:
@@ -214,8 +267,9 @@ class DistillRCNN(DistillerBase):
         s_cfg.defrost()
         s_cfg.MODEL.META_ARCHITECTURE = cfg.KD.STUDENT_META_ARCHITECTURE
         student = META_ARCH_REGISTRY.get(cfg.KD.STUDENT_META_ARCHITECTURE)(s_cfg)
+        tcfgs = build_teacher_cfgs(cfg)
         teachers = [build_teacher(tcfg, key.replace("CONFIG_FILE", "WEIGHTS"))
-                    for tcfg, (_, _, key) in zip(build_teacher_cfgs(cfg), teacher_specs(cfg))]
+                    for tcfg, (_, _, key) in zip(tcfgs, teacher_specs(cfg))]
         return {
             "student": student,
             "teacher": teachers[0] if len(teachers) == 1 else teachers,
@@ -225,6 +279,9 @@ class DistillRCNN(DistillerBase):
             "warmup_iters": cfg.KD.WARMUP_ITERS,
             "diagnostics_period": cfg.KD.DIAGNOSTICS_PERIOD,
             "input_scale": cfg.KD.STUDENT.INPUT_SCALE,
+            "teacher_class_map": list(cfg.KD.TEACHER.CLASS_MAP) or None,
+            "allow_missing_classes": cfg.KD.TEACHER.ALLOW_MISSING_CLASSES,
+            "class_names": [_dataset_classes(c) for c in (cfg, *tcfgs)],
         }
 
     def _check_low_resolution(self, student, kd_terms, s_shapes, t_shapes):
@@ -411,7 +468,7 @@ class DistillRCNN(DistillerBase):
                 boxes = [Boxes(b.tensor * 2 ** self.level_shift) for b in boxes]
             box_out = t_roi.box_predictor(t_roi.box_head(t_roi.box_pooler(
                 [feats[f] for f in t_roi.box_in_features], boxes)))
-        return TeacherOutputs(feats, *rpn_out, *box_out)
+        return TeacherOutputs(feats, *rpn_out, *box_out, self._class_maps[name])
 
     def _shift_levels(self, maps: List[torch.Tensor]) -> List[torch.Tensor]:
         """The teacher's RPN maps that line up with the student's levels: from level

@@ -43,6 +43,7 @@ __all__ = [
     "encode_deltas",
     "mean_teacher_probs",
     "closest_teacher",
+    "student_class_probs",
     "select_class_deltas",
     "gt_box_masks",
     "inherit_from_teacher",
@@ -275,6 +276,24 @@ def mean_teacher_probs(logits: List[torch.Tensor], temperature: float,
     return (torch.sigmoid(z) if binary else torch.softmax(z, dim=-1)).mean(0)
 
 
+def student_class_probs(step: KDStep, temperature: float
+                        ) -> Tuple[torch.Tensor, Optional[List[int]]]:
+    """The teachers' tempered class probabilities on the student's ROIs in the student's
+    label space (a wider teacher's folded by its ClassMap), averaged; and the student
+    columns every teacher covers (None: all), as a plain list so selecting them syncs
+    nothing."""
+    probs, columns = [], None
+    for _, t in step.all_teachers():
+        p = mean_teacher_probs([t.box_scores], temperature, binary=False)
+        if t.class_map is not None:
+            p = t.class_map.fold_probs(p)
+            if len(t.class_map.columns()) < p.shape[1]:
+                covered = set(t.class_map.columns())
+                columns = [c for c in (columns or range(p.shape[1])) if c in covered]
+        probs.append(p)
+    return torch.stack(probs).mean(0), columns
+
+
 def closest_teacher(r_ts: List[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
     """Per box, the regression output of the teacher whose squared error to the ground-
     truth deltas is smallest: with several teachers, the bound of Chen et al.'s L_b is the
@@ -458,10 +477,13 @@ class ROISoftLabel(_SoftLabel):
         k = step.student.roi_heads.num_classes
         w = class_weights(k + 1, bg_index=k, bg_weight=self.bg_weight,
                           device=step.roi.scores.device)
-        probs = mean_teacher_probs([t.box_scores for _, t in step.all_teachers()],
-                                   self.temperature, binary=False)
-        return (1 - self.mu) * soft_cross_entropy_to_probs(step.roi.scores, probs,
-                                                           self.temperature, weight=w)
+        scores = step.roi.scores
+        probs, columns = student_class_probs(step, self.temperature)
+        if columns is not None:  # a class some teacher lacks is left out of the soft loss
+            probs = probs[:, columns] / probs[:, columns].sum(-1, keepdim=True)
+            scores, w = scores[:, columns], w[columns]
+        return (1 - self.mu) * soft_cross_entropy_to_probs(scores, probs, self.temperature,
+                                                           weight=w)
 
 
 @KD_TERM_REGISTRY.register()
@@ -488,15 +510,19 @@ class ROIBoundedRegression(_BoundedRegression):
                         for p in proposals], dim=0)
         r_s = select_class_deltas(step.roi.deltas, gt_classes)
         y = encode_deltas(s_b2b, boxes, gt_boxes)
+        fg = (gt_classes >= 0) & (gt_classes < k)
         r_ts = []
         for teacher, t in step.all_teachers():
             t_b2b = teacher.roi_heads.box_predictor.box2box_transform
-            r_t = select_class_deltas(t.box_deltas, gt_classes)
+            t_classes = gt_classes
+            if t.class_map is not None:  # the mapped class's deltas; none for a missing one
+                t_classes = t.class_map.teacher_classes(gt_classes)
+                fg = fg & (t_classes >= 0)
+            r_t = select_class_deltas(t.box_deltas, t_classes.clamp(min=0))
             if tuple(s_b2b.weights) != tuple(t_b2b.weights):
                 # Re-express the teacher's boxes in the student's delta coding.
                 r_t = encode_deltas(s_b2b, boxes, t_b2b.apply_deltas(r_t, boxes))
             r_ts.append(r_t)
-        fg = (gt_classes >= 0) & (gt_classes < k)
         return r_s, closest_teacher(r_ts, y), y, fg
 
     def __call__(self, step, module=None):

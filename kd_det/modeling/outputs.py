@@ -8,6 +8,8 @@ from typing import Dict, List, NamedTuple, Optional
 import torch
 from detectron2.structures import Boxes, Instances
 
+from .class_map import ClassMap
+
 __all__ = ["TeacherOutputs", "StudentRPN", "StudentROI"]
 
 
@@ -19,6 +21,8 @@ class TeacherOutputs(NamedTuple):
     rpn_deltas: Optional[List[torch.Tensor]]
     box_scores: Optional[torch.Tensor]
     box_deltas: Optional[torch.Tensor]
+    # The teacher's classes in the student's label space (None: the same classes).
+    class_map: Optional[ClassMap] = None
 
 
 class StudentRPN(NamedTuple):

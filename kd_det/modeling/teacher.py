@@ -82,13 +82,6 @@ def build_teacher_cfg(cfg: CfgNode, index: int = 0) -> CfgNode:
                               key, "KD.TEACHER.ALLOW_UNSAFE_YAML True")
     tcfg.MODEL.DEVICE = cfg.MODEL.DEVICE
     tcfg.MODEL.WEIGHTS = weights
-    if tcfg.MODEL.ROI_HEADS.NUM_CLASSES != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
-        raise ValueError(
-            f"{key}: the teacher has MODEL.ROI_HEADS.NUM_CLASSES="
-            f"{tcfg.MODEL.ROI_HEADS.NUM_CLASSES} but the student has "
-            f"{cfg.MODEL.ROI_HEADS.NUM_CLASSES}; distillation needs the same class list "
-            "(set the student's MODEL.ROI_HEADS.NUM_CLASSES or use a matching teacher)."
-        )
     tcfg.freeze()
     return tcfg
 

@@ -82,12 +82,14 @@ def test_lazy_teacher_is_loaded_strictly(builtin_teacher, tmp_path, one_thread, 
         load_teacher("configs/builtin/student.py", builtin_teacher)
     with pytest.raises(FileNotFoundError, match="model.teacher.config_file='nope.py'"):
         load_teacher("nope.py", path)
-    # a teacher of another class count is refused when the distiller is built
+    # a teacher of another class count needs a class map (model.teacher_class_map)
     lcfg = LazyConfig.load("configs/builtin/kd.py")
     lcfg.model.teacher.weights = builtin_teacher
     lcfg.model.student.roi_heads.num_classes = 3
     with pytest.raises(ValueError, match="teacher predicts 5 classes but the student 3"):
         instantiate(lcfg.model)
+    lcfg.model.teacher_class_map = [4, 0, 2]
+    assert instantiate(lcfg.model)._class_maps["teacher"].teacher_index == (4, 0, 2)
 
 
 @pytest.fixture(scope="module")

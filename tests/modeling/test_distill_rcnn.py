@@ -170,9 +170,16 @@ def test_missing_teacher_file_is_rejected(cfg):
         build_model(c)
 
 
-def test_class_count_mismatch_is_rejected(tmp_path):
+def test_class_count_mismatch_needs_a_class_map(tmp_path):
+    """Unregistered training sets give no class names to map by: refused, naming the key;
+    an explicit KD.TEACHER.CLASS_MAP builds (its values: tests/modeling/test_class_map)."""
     c = kd_cfg(tmp_path, num_classes=5)
-    with pytest.raises(ValueError, match="NUM_CLASSES=5.*student has 3"):
+    with pytest.raises(ValueError, match="predicts 5 classes but the student 3.*CLASS_MAP"):
+        build_model(c)
+    c.KD.TEACHER.CLASS_MAP = [4, 0, 2]
+    assert build_model(c)._class_maps["teacher"].teacher_index == (4, 0, 2)
+    c.KD.TEACHER.CLASS_MAP = ["shark", 0, 2]
+    with pytest.raises(ValueError, match="KD.TEACHER.CLASS_MAP: must be teacher class"):
         build_model(c)
 
 

@@ -241,7 +241,7 @@ def test_roi_bounded_regression_box_by_box():
     model = NS(roi_heads=heads)
     step = KDStep(student=model, teacher=model, image_size=(100, 100), gt_instances=[],
                   features={}, rpn=None, roi=NS(proposals=[props], deltas=s),
-                  t=NS(box_deltas=t))
+                  t=NS(box_deltas=t, class_map=None))
     term = ROIBoundedRegression("bounded", weight=0.5, margin=0.2)
     assert term(step).item() == pytest.approx(0.5 * (1.0 + 0.0 + 1.0) / 4)
     assert term.diagnostics(step)["roi_bound_active_frac"].item() == pytest.approx(2 / 3)
