@@ -5,25 +5,18 @@ Defaults follow Chen et al. (NeurIPS 2017): gamma (hint) = 0.5, T = 1, backgroun
 re-implementations use mu in {0.5, 0.6} and m in {1e-5, 0.01, 0.2}; the defaults below
 (0.5, 0.0) are documented choices, not the authors' confirmed values.
 """
-import logging
-import math
-
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_kd_config", "merge_kd_config_file", "validate_kd_config"]
 
-logger = logging.getLogger(__name__)
-
-_REG_MODES = ("bounded", "l2", "none")
-_ADAPTERS = ("conv1x1", "none")
-_HINT_LOSSES = ("mse", "pkd")
-_HINT_MASKS = ("none", "gt")
-
 
 def _add_distill_terms(node: CN) -> None:
+    # The node's two terms on or off (LazyConfig: leave a term out of model.kd_terms, or
+    # set it to None).
     node.ENABLED = True
     # L_cls = MU * L_hard + (1 - MU) * L_soft; the student's own hard loss is scaled by MU.
     node.MU = 0.5
+    # T of both softmaxes (sigmoids for the RPN's objectness) in L_soft.
     node.TEMPERATURE = 1.0
     # Weight of the background class in the soft cross-entropy (1.0 = unweighted).
     node.BG_WEIGHT = 1.5
@@ -104,12 +97,15 @@ def add_kd_config(cfg: CN) -> None:
     # them in OUTPUT_DIR/preflight_<dataset>.json; "off" skips it. Larger datasets are
     # checked on a seeded sample of DATA_CHECK_MAX_IMAGES images.
     _C.KD.DATA_CHECK = "error"
+    # The sample size of that check on a larger dataset (the unchecked images are listed).
     _C.KD.DATA_CHECK_MAX_IMAGES = 20000
 
     _C.KD.HINT = CN()
+    # The hint term on or off (LazyConfig: model.kd_terms.hint=None).
     _C.KD.HINT.ENABLED = True
     # Pairs (student feature i, teacher feature i) of backbone outputs to imitate.
     _C.KD.HINT.STUDENT_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+    # The teacher feature each student feature imitates (same length).
     _C.KD.HINT.TEACHER_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
     # "conv1x1": a 1x1 adaptation conv (used even when channels match, as in the paper);
     # "none": compare raw features (channels must match; the ablation baseline).
@@ -126,6 +122,7 @@ def add_kd_config(cfg: CN) -> None:
     # Wang et al. CVPR 2019) plus MASK_BG_WEIGHT x the mean over the rest (DeFeat, Guo et
     # al. CVPR 2021).
     _C.KD.HINT.MASK = "none"
+    # With MASK "gt": the weight of the background positions' mean (0: foreground only).
     _C.KD.HINT.MASK_BG_WEIGHT = 0.0
 
     _C.KD.RPN = CN()
@@ -143,7 +140,9 @@ def _check(cond: bool, key: str, msg: str) -> None:
 
 
 def validate_kd_config(cfg: CN) -> None:
-    """Refuse inconsistent KD settings before any model is built; errors name the key."""
+    """Refuse inconsistent KD settings of the config as a whole (teachers, class map,
+    schedule) before any model is built; errors name the key. Each term checks its own
+    settings when it is built (kd_det.modeling.kd_terms), for yacs and LazyConfig alike."""
     kd = cfg.KD
     if kd.TEACHERS:
         _check(not kd.TEACHER.CONFIG_FILE and not kd.TEACHER.WEIGHTS, "KD.TEACHERS",
@@ -160,35 +159,6 @@ def validate_kd_config(cfg: CN) -> None:
                "is empty; set it to the trained teacher's weights file.")
     _check(len(kd.TEACHER.OPTS) % 2 == 0, "KD.TEACHER.OPTS",
            f"must be KEY VALUE pairs, got {len(kd.TEACHER.OPTS)} items.")
-    h = kd.HINT
-    if h.ENABLED:
-        _check(len(h.STUDENT_FEATURES) == len(h.TEACHER_FEATURES) > 0,
-               "KD.HINT.STUDENT_FEATURES/TEACHER_FEATURES",
-               f"need the same non-zero length (pairs), got {list(h.STUDENT_FEATURES)} and "
-               f"{list(h.TEACHER_FEATURES)}.")
-        _check(h.ADAPTER in _ADAPTERS, "KD.HINT.ADAPTER", f"must be one of {_ADAPTERS}.")
-        _check(h.RESIZE in ("interpolate", "error"), "KD.HINT.RESIZE",
-               "must be 'interpolate' or 'error'.")
-        _check_weight(h.WEIGHT, "KD.HINT.WEIGHT")
-        _check(h.LOSS in _HINT_LOSSES, "KD.HINT.LOSS", f"must be one of {_HINT_LOSSES}.")
-        _check(h.MASK in _HINT_MASKS, "KD.HINT.MASK", f"must be one of {_HINT_MASKS}.")
-        _check_weight(h.MASK_BG_WEIGHT, "KD.HINT.MASK_BG_WEIGHT")
-    for name in ("RPN", "ROI"):
-        node = kd[name]
-        key = f"KD.{name}"
-        if not node.ENABLED:
-            continue
-        _check(0.0 <= node.MU <= 1.0, f"{key}.MU", f"must be in [0, 1], got {node.MU}.")
-        _check(math.isfinite(node.TEMPERATURE) and 1e-2 <= node.TEMPERATURE <= 100,
-               f"{key}.TEMPERATURE", f"must be in [0.01, 100], got {node.TEMPERATURE}.")
-        if not 0.5 <= node.TEMPERATURE <= 20:
-            logger.warning("%s.TEMPERATURE=%s is outside the usual 0.5-20 (Chen et al.: 1).",
-                           key, node.TEMPERATURE)
-        _check_weight(node.BG_WEIGHT, f"{key}.BG_WEIGHT")
-        _check(node.REG_MODE in _REG_MODES, f"{key}.REG_MODE", f"must be one of {_REG_MODES}.")
-        _check_weight(node.REG_WEIGHT, f"{key}.REG_WEIGHT")
-        _check(math.isfinite(node.MARGIN) and node.MARGIN >= 0, f"{key}.MARGIN",
-               f"must be finite and >= 0, got {node.MARGIN}.")
     _check(all(isinstance(i, int) and not isinstance(i, bool) for i in kd.TEACHER.CLASS_MAP),
            "KD.TEACHER.CLASS_MAP", "must be teacher class indices, one per student class (-1: "
            "a class the teacher lacks), or [] to map by class name.")
@@ -196,16 +166,6 @@ def validate_kd_config(cfg: CN) -> None:
     _check(kd.DIAGNOSTICS_PERIOD >= 0, "KD.DIAGNOSTICS_PERIOD", "must be >= 0.")
     _check(kd.RPN.ON_MISMATCH in ("error", "disable"), "KD.RPN.ON_MISMATCH",
            "must be 'error' or 'disable'.")
-
-
-def _check_weight(value: float, key: str, limit: float = 1e4, usual: float = 100) -> None:
-    """Refuse non-finite, negative or absurd weights; warn above the usual range (loss
-    weights of detection KD methods stay below 100: Chen 0.5-1, PKD 6, FGD up to 50)."""
-    _check(math.isfinite(value) and 0 <= value <= limit, key,
-           f"must be a finite weight in [0, {limit:g}], got {value}.")
-    if value > usual:
-        logger.warning("%s=%s is above the usual range (<= %g); check the loss scale.",
-                       key, value, usual)
 
 
 def merge_kd_config_file(cfg: CN, path: str) -> None:

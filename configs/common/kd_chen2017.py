@@ -1,8 +1,8 @@
-# Chen et al. (NeurIPS 2017)'s detection KD terms with kd_det's defaults (the yacs keys
-# KD.RPN / KD.ROI / KD.HINT in kd_det/config.py: mu 0.5, T 1, background weight 1.5,
-# nu 0.5, margin 0, gamma 0.5, a 1x1 adapter per FPN level). A LazyConfig KD model takes
-# `kd_terms` as its terms: change one with e.g. `model.kd_terms.hint.weight=1.0`, turn it
-# off with `model.kd_terms.hint=None`.
+# Chen et al. (NeurIPS 2017)'s detection KD terms at kd_det's defaults (each term's
+# dataclass defaults, the same values as the yacs keys KD.RPN / KD.ROI / KD.HINT: mu 0.5,
+# T 1, background weight 1.5, nu 0.5, margin 0, gamma 0.5, a 1x1 adapter per FPN level
+# p2..p6; docs/keys.md). A LazyConfig KD model takes `kd_terms` as its terms: change one
+# with e.g. `model.kd_terms.hint.weight=1.0`, turn it off with `model.kd_terms.hint=None`.
 from detectron2.config import LazyCall as L
 
 from kd_det.modeling.kd_terms import (
@@ -15,9 +15,9 @@ from kd_det.modeling.kd_terms import (
 )
 
 kd_terms = L(term_list)(
-    rpn_soft_label=L(RPNSoftLabel)(mu=0.5, temperature=1.0, bg_weight=1.5),
-    rpn_bounded_regression=L(RPNBoundedRegression)(mode="bounded", weight=0.5, margin=0.0),
-    roi_soft_label=L(ROISoftLabel)(mu=0.5, temperature=1.0, bg_weight=1.5),
-    roi_bounded_regression=L(ROIBoundedRegression)(mode="bounded", weight=0.5, margin=0.0),
-    hint=L(Hint)(weight=0.5, pairs=[[f, f] for f in ("p2", "p3", "p4", "p5", "p6")]),
+    rpn_soft_label=L(RPNSoftLabel)(),
+    rpn_bounded_regression=L(RPNBoundedRegression)(),
+    roi_soft_label=L(ROISoftLabel)(),
+    roi_bounded_regression=L(ROIBoundedRegression)(),
+    hint=L(Hint)(),
 )

@@ -13,6 +13,7 @@ has no host-device synchronisation.
 import dataclasses
 import itertools
 import logging
+import math
 from typing import ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -57,6 +58,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 KD_TERM_REGISTRY = Registry("KD_TERM")
+
+# Loss weights: above _MAX_WEIGHT refused, above _USUAL_WEIGHT warned (detection KD methods
+# weigh their losses below 100: Chen 0.5-1, PKD 6, FGD up to 50).
+_MAX_WEIGHT, _USUAL_WEIGHT = 1e4, 100.0
 KD_TERM_REGISTRY.__doc__ = """Detection KD terms (frozen dataclasses with from_config and
 __call__(step, module)); every registered term whose from_config returns a term is on."""
 
@@ -94,6 +99,34 @@ class KDTerm:
     # Attribute name under which DistillRCNN holds the term's module (its state_dict
     # prefix), when build_module gives one.
     module_name: ClassVar[Optional[str]] = None
+    # Where its settings live: the KD.<node> yacs node, each field's key there, and the
+    # term's name in a LazyConfig's model.kd_terms; refusals name both.
+    node: ClassVar[str] = ""
+    yacs_keys: ClassVar[Dict[str, str]] = {}
+    lazy_name: ClassVar[str] = ""
+
+    def setting(self, field: str) -> str:
+        """The field as both entry points spell it, for messages."""
+        return (f"KD.{self.node}.{self.yacs_keys[field]} "
+                f"(LazyConfig: model.kd_terms.{self.lazy_name}.{field})")
+
+    def _check_number(self, field: str, low: float, high: float, open_low: bool = False,
+                      usual: Optional[Tuple[float, float]] = None) -> None:
+        """Refuse a non-number, a non-finite value or one outside [low, high] (low excluded
+        with open_low) naming the setting; warn outside the `usual` range."""
+        v = getattr(self, field)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not (low < v if open_low else low <= v) or v > high:
+            raise ValueError(f"{self.setting(field)} must be a finite number in "
+                             f"{'(' if open_low else '['}{low:g}, {high:g}], got {v!r}.")
+        if usual and not usual[0] <= v <= usual[1]:
+            logger.warning("%s=%s is outside the usual %g-%g.", self.setting(field), v, *usual)
+        object.__setattr__(self, field, float(v))
+
+    def _check_choice(self, field: str, choices: Tuple[str, ...], hint: str = "") -> None:
+        v = getattr(self, field)
+        if v not in choices:
+            raise ValueError(f"{self.setting(field)} must be one of {choices}, got {v!r}.{hint}")
 
     @classmethod
     def from_config(cls, cfg) -> Optional["KDTerm"]:
@@ -352,16 +385,25 @@ class _SoftLabel(KDTerm):
         bg_weight: KD.<node>.BG_WEIGHT, the background class's weight in L_soft.
     """
 
-    mu: float
+    mu: float = 0.5
     temperature: float = 1.0
     bg_weight: float = 1.5
-    node: ClassVar[str]
     hard_loss: ClassVar[str]  # the student's own classification loss that mu scales
+    yacs_keys: ClassVar[Dict[str, str]] = {"mu": "MU", "temperature": "TEMPERATURE",
+                                           "bg_weight": "BG_WEIGHT"}
+
+    def __post_init__(self):
+        self._check_number("mu", 0.0, 1.0)
+        self._check_number("temperature", 1e-2, 100.0, usual=(0.5, 20.0))  # Chen et al.: 1
+        self._check_number("bg_weight", 0.0, _MAX_WEIGHT, usual=(0.0, _USUAL_WEIGHT))
 
     @classmethod
     def from_config(cls, cfg):
         n = cfg.KD[cls.node]
-        return cls(n.MU, n.TEMPERATURE, n.BG_WEIGHT) if n.ENABLED and n.MU < 1 else None
+        if not n.ENABLED:
+            return None
+        term = cls(n.MU, n.TEMPERATURE, n.BG_WEIGHT)  # checked even when mu = 1 turns it off
+        return term if term.mu < 1 else None
 
     def hard_loss_scales(self):
         return {self.hard_loss: self.mu}
@@ -380,6 +422,7 @@ class RPNSoftLabel(_SoftLabel):
     loss_name: ClassVar[str] = "loss_rpn_kd_cls"
     needs: ClassVar[Tuple[str, ...]] = ("rpn",)
     node: ClassVar[str] = "RPN"
+    lazy_name: ClassVar[str] = "rpn_soft_label"
     hard_loss: ClassVar[str] = "loss_rpn_cls"
 
     def __call__(self, step, module=None):
@@ -405,17 +448,26 @@ class _BoundedRegression(KDTerm):
         margin: KD.<node>.MARGIN, m of the bound.
     """
 
-    mode: str
-    weight: float
+    mode: str = "bounded"
+    weight: float = 0.5
     margin: float = 0.0
-    node: ClassVar[str]
+    yacs_keys: ClassVar[Dict[str, str]] = {"mode": "REG_MODE", "weight": "REG_WEIGHT",
+                                           "margin": "MARGIN"}
+
+    def __post_init__(self):
+        # yacs' REG_MODE "none" turns the term off; a LazyConfig leaves the term out.
+        self._check_choice("mode", ("bounded", "l2"), f" To turn the term off, set KD.{self.node}"
+                           f".REG_MODE none (LazyConfig: model.kd_terms.{self.lazy_name}=None).")
+        self._check_number("weight", 0.0, _MAX_WEIGHT, usual=(0.0, _USUAL_WEIGHT))
+        self._check_number("margin", 0.0, _MAX_WEIGHT)
 
     @classmethod
     def from_config(cls, cfg):
         n = cfg.KD[cls.node]
-        if n.ENABLED and n.REG_MODE != "none" and n.REG_WEIGHT > 0:
-            return cls(n.REG_MODE, n.REG_WEIGHT, n.MARGIN)
-        return None
+        if not n.ENABLED or n.REG_MODE == "none":
+            return None
+        term = cls(n.REG_MODE, n.REG_WEIGHT, n.MARGIN)  # checked even at weight 0 (off)
+        return term if term.weight > 0 else None
 
 
 @KD_TERM_REGISTRY.register()
@@ -431,6 +483,7 @@ class RPNBoundedRegression(_BoundedRegression):
     loss_name: ClassVar[str] = "loss_rpn_kd_reg"
     needs: ClassVar[Tuple[str, ...]] = ("rpn",)
     node: ClassVar[str] = "RPN"
+    lazy_name: ClassVar[str] = "rpn_bounded_regression"
 
     def _inputs(self, step):
         _check_rpn_shapes(step)
@@ -471,6 +524,7 @@ class ROISoftLabel(_SoftLabel):
     loss_name: ClassVar[str] = "loss_roi_kd_cls"
     needs: ClassVar[Tuple[str, ...]] = ("roi",)
     node: ClassVar[str] = "ROI"
+    lazy_name: ClassVar[str] = "roi_soft_label"
     hard_loss: ClassVar[str] = "loss_cls"
 
     def __call__(self, step, module=None):
@@ -499,6 +553,7 @@ class ROIBoundedRegression(_BoundedRegression):
     loss_name: ClassVar[str] = "loss_roi_kd_reg"
     needs: ClassVar[Tuple[str, ...]] = ("roi",)
     node: ClassVar[str] = "ROI"
+    lazy_name: ClassVar[str] = "roi_bounded_regression"
 
     def _inputs(self, step):
         proposals = step.roi.proposals
@@ -558,8 +613,8 @@ class Hint(KDTerm):
             mask "gt" (DeFeat, Guo et al. CVPR 2021).
     """
 
-    weight: float
-    pairs: Tuple[Tuple[str, str], ...]
+    weight: float = 0.5
+    pairs: Tuple[Tuple[str, str], ...] = tuple((f, f) for f in ("p2", "p3", "p4", "p5", "p6"))
     adapter: str = "conv1x1"
     resize: str = "interpolate"
     loss: str = "mse"
@@ -567,18 +622,42 @@ class Hint(KDTerm):
     mask_bg_weight: float = 0.0
     loss_name: ClassVar[str] = "loss_hint"
     module_name: ClassVar[Optional[str]] = "adapters"
+    node: ClassVar[str] = "HINT"
+    lazy_name: ClassVar[str] = "hint"
+    yacs_keys: ClassVar[Dict[str, str]] = {
+        "weight": "WEIGHT", "pairs": "STUDENT_FEATURES/TEACHER_FEATURES", "adapter": "ADAPTER",
+        "resize": "RESIZE", "loss": "LOSS", "mask": "MASK", "mask_bg_weight": "MASK_BG_WEIGHT"}
 
     def __post_init__(self):
+        self._check_number("weight", 0.0, _MAX_WEIGHT, usual=(0.0, _USUAL_WEIGHT))
+        def is_list(x):  # a LazyConfig hands in OmegaConf lists
+            return isinstance(x, Sequence) and not isinstance(x, str)
+
+        pairs = list(self.pairs) if is_list(self.pairs) else None
+        if not pairs or not all(is_list(p) and len(p) == 2 and all(isinstance(f, str) for f in p)
+                                for p in pairs):
+            raise ValueError(f"{self.setting('pairs')} must be a non-empty list of (student "
+                             f"feature, teacher feature) name pairs, got {self.pairs!r}.")
         # Lists from a LazyConfig (or YAML) become the hashable tuples the settings are.
-        object.__setattr__(self, "pairs", tuple(tuple(p) for p in self.pairs))
+        object.__setattr__(self, "pairs", tuple(tuple(p) for p in pairs))
+        self._check_choice("adapter", ("conv1x1", "none"))
+        self._check_choice("resize", ("interpolate", "error"))
+        self._check_choice("loss", ("mse", "pkd"))
+        self._check_choice("mask", ("none", "gt"))
+        self._check_number("mask_bg_weight", 0.0, _MAX_WEIGHT)
 
     @classmethod
     def from_config(cls, cfg):
         h = cfg.KD.HINT
-        if not (h.ENABLED and h.WEIGHT > 0):
+        if not h.ENABLED:
             return None
-        return cls(h.WEIGHT, tuple(zip(h.STUDENT_FEATURES, h.TEACHER_FEATURES)), h.ADAPTER,
-                   h.RESIZE, h.LOSS, h.MASK, h.MASK_BG_WEIGHT)
+        if len(h.STUDENT_FEATURES) != len(h.TEACHER_FEATURES):
+            raise ValueError(
+                "KD.HINT.STUDENT_FEATURES/TEACHER_FEATURES need the same length (pairs), got "
+                f"{list(h.STUDENT_FEATURES)} and {list(h.TEACHER_FEATURES)}.")
+        term = cls(h.WEIGHT, tuple(zip(h.STUDENT_FEATURES, h.TEACHER_FEATURES)), h.ADAPTER,
+                   h.RESIZE, h.LOSS, h.MASK, h.MASK_BG_WEIGHT)  # checked even at weight 0
+        return term if term.weight > 0 else None
 
     def build_module(self, student_shapes, teacher_shapes):
         """HintAdapters for one teacher (state_dict keys adapters.*); a ModuleList of one

@@ -189,3 +189,60 @@ def test_resume_of_a_checkpoint_of_other_shapes_is_refused(setup, tmp_path, monk
         TOOLS[tool](setup, out, val, *narrower, resume=True)
     metrics = out / "metrics.json"
     assert not metrics.exists() or not metrics.read_text()  # no step ran
+
+
+# Each bad term setting: (yacs key, value), (LazyConfig override), the message's words.
+TERM_PROBES = [
+    (("KD.HINT.WEIGHT", -1.0), "model.kd_terms.hint.weight=-1.0",
+     r"KD.HINT.WEIGHT \(LazyConfig: model.kd_terms.hint.weight\) must be a finite number "
+     r"in \[0, 10000\], got -1.0"),
+    (("KD.ROI.MU", 1.5), "model.kd_terms.roi_soft_label.mu=1.5",
+     r"KD.ROI.MU \(LazyConfig: model.kd_terms.roi_soft_label.mu\) must be a finite number "
+     r"in \[0, 1\], got 1.5"),
+    (("KD.ROI.REG_MODE", "bounde"), "model.kd_terms.roi_bounded_regression.mode=bounde",
+     r"KD.ROI.REG_MODE \(LazyConfig: model.kd_terms.roi_bounded_regression.mode\) must be "
+     r"one of \('bounded', 'l2'\), got 'bounde'"),
+    (("KD.RPN.TEMPERATURE", 0.0), "model.kd_terms.rpn_soft_label.temperature=0",
+     r"KD.RPN.TEMPERATURE \(LazyConfig: model.kd_terms.rpn_soft_label.temperature\) must be "
+     r"a finite number in \[0.01, 100\], got 0"),
+    (("KD.ROI.BG_WEIGHT", "abc"), "model.kd_terms.roi_soft_label.bg_weight=abc",
+     r"KD.ROI.BG_WEIGHT \(LazyConfig: model.kd_terms.roi_soft_label.bg_weight\) must be a "
+     r"finite number .*got 'abc'"),
+    (("KD.HINT.LOSS", "pdk"), "model.kd_terms.hint.loss=pdk",
+     r"KD.HINT.LOSS \(LazyConfig: model.kd_terms.hint.loss\) must be one of \('mse', 'pkd'\)"),
+]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("yacs,lazy,message", TERM_PROBES)
+def test_bad_term_settings_are_refused_alike_before_step_1(setup, tmp_path, monkeypatch, tool,
+                                                           yacs, lazy, message):
+    """The terms check their own settings when built, so both tools refuse a bad one with
+    the same words, before any step."""
+    monkeypatch.chdir(ROOT)
+    _, _, val = setup
+    opts = yacs if tool == "train_net" else [lazy]
+    if tool == "train_net" and yacs[1] == "abc":  # yacs itself refuses it, when merging
+        message = r"Type mismatch .* for config key: KD.ROI.BG_WEIGHT"
+    with pytest.raises(ValueError, match=message):
+        TOOLS[tool](setup, tmp_path, val, *opts)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_mode_none_means_off_in_yacs_and_is_refused_in_a_lazyconfig(setup, tmp_path,
+                                                                   monkeypatch):
+    """yacs' REG_MODE none turns the regression term off; in a LazyConfig the term is left
+    out (=None), and mode='none' is refused saying so rather than training plain L2."""
+    from kd_det.modeling.kd_terms import ROIBoundedRegression, build_kd_terms
+
+    from ..detection_utils import active_terms
+
+    tmp, _, val = setup
+    cfg = kd_cfg(str(tmp_path))
+    cfg.KD.ROI.REG_MODE = "none"
+    assert "loss_roi_kd_reg" not in active_terms(cfg) and build_kd_terms(cfg)
+    with pytest.raises(ValueError, match=r"model.kd_terms.roi_bounded_regression=None"):
+        ROIBoundedRegression(mode="none")
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ValueError, match="mode.*must be one of .*=None"):
+        _lazy(setup, tmp_path, val, "model.kd_terms.roi_bounded_regression.mode=none")

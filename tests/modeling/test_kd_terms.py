@@ -247,3 +247,30 @@ def test_roi_bounded_regression_box_by_box():
     assert term.diagnostics(step)["roi_bound_active_frac"].item() == pytest.approx(2 / 3)
     term = ROIBoundedRegression("bounded", weight=0.5, margin=0.05)  # ROI 2: 1.05 > 1.1 false
     assert term(step).item() == pytest.approx(0.5 * 1.0 / 4)
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda: ROIBoundedRegression(margin=-0.1), r"KD.ROI.MARGIN \(LazyConfig: model.kd_terms."
+                                                r"roi_bounded_regression.margin\)"),
+    (lambda: ROIBoundedRegression(weight=float("nan")), "KD.ROI.REG_WEIGHT.*got nan"),
+    (lambda: Hint(pairs=[]), r"KD.HINT.STUDENT_FEATURES/TEACHER_FEATURES .*non-empty"),
+    (lambda: Hint(pairs=[("p2",)]), "hint.pairs.*name pairs"),
+    (lambda: Hint(adapter="conv3x3"), r"KD.HINT.ADAPTER .*one of \('conv1x1', 'none'\)"),
+    (lambda: Hint(mask_bg_weight=-1), "KD.HINT.MASK_BG_WEIGHT"),
+    (lambda: Hint(weight=True), "KD.HINT.WEIGHT.*got True"),
+])
+def test_a_term_refuses_its_own_bad_settings(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_a_term_switched_off_in_yacs_is_still_checked(cfg):
+    """A weight of 0 or mu of 1 turns a term off; a negative weight or mu above 1 is not a
+    way of turning it off but an error."""
+    for key, value, match in (("KD.HINT.WEIGHT", -1.0, "KD.HINT.WEIGHT"),
+                              ("KD.RPN.MU", 1.5, "KD.RPN.MU"),
+                              ("KD.ROI.REG_WEIGHT", -0.5, "KD.ROI.REG_WEIGHT")):
+        c = cfg.clone()
+        c.merge_from_list([key, value])
+        with pytest.raises(ValueError, match=match):
+            build_kd_terms(c)
