@@ -94,7 +94,8 @@ def _pkd_from_moments(var_a, cov, var_t, eps: float) -> torch.Tensor:
     """0.5 * mean over channels of mean((a^ - t^)^2), a^ = (a - mu) / (sigma + eps), from
     each channel's variances and covariance (exact: mean((a^ - t^)^2) = var_a / d_a^2
     - 2 cov / (d_a d_t) + var_t / d_t^2 with d = sigma + eps)."""
-    d_a, d_t = var_a.sqrt() + eps, var_t.sqrt() + eps
+    # clamped so that a constant channel gets a zero gradient, not sqrt's infinite one
+    d_a, d_t = var_a.clamp(min=1e-20).sqrt() + eps, var_t.sqrt() + eps
     return 0.5 * (var_a / d_a.pow(2) - 2 * cov / (d_a * d_t) + var_t / d_t.pow(2)).mean()
 
 

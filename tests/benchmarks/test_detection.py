@@ -55,7 +55,11 @@ def test_plain_detector_fingerprints_ignore_kd_keys():
     without = kd.clone()
     del without.KD["TEACHERS"]
     del without.KD.STUDENT["INPUT_SCALE"]
+    del without.KD.TEACHER["CLASS_MAP"]
+    del without.KD.TEACHER["ALLOW_MISSING_CLASSES"]
     assert detection_fingerprint(kd) == config_fingerprint(without)
+    mapped = load_cfg("configs/BCCD/kd.yaml", ["KD.TEACHER.CLASS_MAP", "[2, 1, 0]"])
+    assert detection_fingerprint(mapped) != detection_fingerprint(kd)
     two = load_cfg("configs/BCCD/kd.yaml", ["KD.TEACHERS", "[['a.yaml', 'a.pth'], ['b.yaml', "
                                                            "'b.pth']]"])
     assert detection_fingerprint(two) != detection_fingerprint(kd)
