@@ -34,6 +34,7 @@ __all__ = [
     "load_voc_layout",
     "register_all",
     "register_builtin",
+    "register_class_subset",
     "register_coco_json",
     "register_voc_layout",
     "replaced_class_names",
@@ -140,6 +141,50 @@ def register_coco_json(name: str, json_file: str, image_root: str,
     _register(name, lambda: _load_coco(name, json_file, image_root),
               dict(metadata or {}, json_file=json_file, image_root=image_root,
                    evaluator_type="coco"), replace)
+
+
+def _subset_records(name: str, source: str, index: Dict[int, int]) -> List[dict]:
+    out = []
+    for record in DatasetCatalog.get(source):
+        kept = [dict(a, category_id=index[a["category_id"]])
+                for a in record.get("annotations", []) if a["category_id"] in index]
+        out.append(dict(record, annotations=kept))  # an image left without boxes stays
+    logger.info("Dataset %r: %d images of %r, %d boxes of its classes %s", name, len(out),
+                source, sum(len(r["annotations"]) for r in out),
+                MetadataCatalog.get(name).thing_classes)
+    return out
+
+
+def register_class_subset(name: str, source: str, classes: Sequence[str],
+                          replace: bool = True, key: str = "register_class_subset") -> None:
+    """Dataset `name`: the images of registered dataset `source` with only the boxes of
+    `classes` (source class names, in the new label order), e.g. a 3-class student's data
+    cut from a teacher's 7-class set. Its evaluator is the source's: COCO converts the
+    subset's own records (no source json, whose ids would be wrong), PASCAL VOC reads the
+    source's XML by class name. Refused, naming `key`: an unknown source, a class it does
+    not have, a class named twice, no class."""
+    check_dataset_registered(source, key)
+    meta = MetadataCatalog.get(source)
+    if meta.get("thing_classes", None) is None:
+        DatasetCatalog.get(source)  # a COCO json's class names are known once it is read
+    names = list(meta.get("thing_classes", None) or [])
+    classes = list(classes)
+    if not classes:
+        raise ValueError(f"{key} {name}: give at least one class of {source!r}.")
+    for c in classes:
+        if c not in names:
+            close = difflib.get_close_matches(c, names, n=1)
+            raise ValueError(f"{key} {name}: {source!r} has no class {c!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; its classes: {names}.")
+    twice = sorted({c for c in classes if classes.count(c) > 1})
+    if twice:
+        raise ValueError(f"{key} {name}: classes {twice} are named twice.")
+    index = {names.index(c): i for i, c in enumerate(classes)}
+    carried = {k: meta.get(k) for k in ("evaluator_type", "dirname", "split", "year")
+               if meta.get(k, None) is not None}
+    _register(name, lambda: _subset_records(name, source, index),
+              dict(carried, thing_classes=classes, subset_of=source), replace)
 
 
 # ---------------------------------------------------------------------------------------
@@ -338,8 +383,9 @@ def check_voc_evaluable(name: str) -> None:
 
 
 def add_dataset_arguments(parser):
-    """--dataset-coco NAME JSON IMAGE_DIR and --dataset-voc NAME DIR SPLIT CLASS[,CLASS...],
-    each repeatable: register a user's data for DATASETS.TRAIN / DATASETS.TEST."""
+    """--dataset-coco NAME JSON IMAGE_DIR, --dataset-voc NAME DIR SPLIT CLASS[,CLASS...] and
+    --dataset-subset NAME SOURCE CLASS[,CLASS...], each repeatable: register a user's data
+    for DATASETS.TRAIN / DATASETS.TEST."""
     parser.add_argument("--dataset-coco", nargs=3, action="append", default=[],
                         metavar=("NAME", "JSON", "IMAGE_DIR"),
                         help="register a COCO-json dataset (repeatable)")
@@ -347,6 +393,10 @@ def add_dataset_arguments(parser):
                         metavar=("NAME", "DIR", "SPLIT", "CLASSES"),
                         help="register a VOC-layout folder; CLASSES comma-separated, in label "
                              "order (repeatable)")
+    parser.add_argument("--dataset-subset", nargs=3, action="append", default=[],
+                        metavar=("NAME", "SOURCE", "CLASSES"),
+                        help="register the images of a registered dataset with only the boxes "
+                             "of CLASSES (comma-separated, in the new label order; repeatable)")
     parser.add_argument("--replace-datasets", action="store_true",
                         help="let --dataset-coco / --dataset-voc replace a dataset registered "
                              "under the same name (kd_det's, Detectron2's); refused otherwise")
@@ -359,7 +409,9 @@ def register_from_arguments(args) -> None:
     another dataset has is refused unless --replace-datasets; call this after logging is
     set up, so that the user sees the warning of a replacement."""
     coco, voc = getattr(args, "dataset_coco", []), getattr(args, "dataset_voc", [])
-    names = [("--dataset-coco", a[0]) for a in coco] + [("--dataset-voc", a[0]) for a in voc]
+    subsets = getattr(args, "dataset_subset", [])
+    names = ([("--dataset-coco", a[0]) for a in coco] + [("--dataset-voc", a[0]) for a in voc]
+             + [("--dataset-subset", a[0]) for a in subsets])
     for i, (option, name) in enumerate(names):
         if name in (n for _, n in names[:i]):
             raise ValueError(f"{option} {name}: the name is given twice on the command line; "
@@ -381,3 +433,6 @@ def register_from_arguments(args) -> None:
         if not names:
             raise ValueError(f"--dataset-voc {name}: CLASSES is empty; give them comma-separated.")
         register_voc_layout(name, root, split, names, replace=replace)
+    for name, source, classes in subsets:  # after the others: a subset may cut one of them
+        register_class_subset(name, source, [c.strip() for c in classes.split(",") if c.strip()],
+                              replace=replace, key="--dataset-subset")
