@@ -21,7 +21,8 @@ def _add_distill_terms(node: CN) -> None:
     # Weight of the background class in the soft cross-entropy (1.0 = unweighted).
     node.BG_WEIGHT = 1.5
     # "bounded": teacher-bounded L2 to the ground truth; "l2": plain L2 to the teacher's
-    # regression output (the paper's ablation baseline); "none": no regression KD term.
+    # regression output (the paper's ablation baseline); "none": no regression KD term
+    # (LazyConfig: set the term to None; its mode refuses "none").
     node.REG_MODE = "bounded"
     # nu in L_reg = smoothL1(R_s, y) + nu * L_b.
     node.REG_WEIGHT = 0.5
