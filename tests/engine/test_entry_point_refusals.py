@@ -205,9 +205,9 @@ TERM_PROBES = [
     (("KD.RPN.TEMPERATURE", 0.0), "model.kd_terms.rpn_soft_label.temperature=0",
      r"KD.RPN.TEMPERATURE \(LazyConfig: model.kd_terms.rpn_soft_label.temperature\) must be "
      r"a finite number in \[0.01, 100\], got 0"),
-    (("KD.ROI.BG_WEIGHT", "abc"), "model.kd_terms.roi_soft_label.bg_weight=abc",
-     r"KD.ROI.BG_WEIGHT \(LazyConfig: model.kd_terms.roi_soft_label.bg_weight\) must be a "
-     r"finite number .*got 'abc'"),
+    (("KD.HINT.WEIGHT", "abc"), "model.kd_terms.hint.weight=abc",
+     r"KD.HINT.WEIGHT \(LazyConfig: model.kd_terms.hint.weight\) must be a finite number "
+     r".*got 'abc'"),
     (("KD.HINT.LOSS", "pdk"), "model.kd_terms.hint.loss=pdk",
      r"KD.HINT.LOSS \(LazyConfig: model.kd_terms.hint.loss\) must be one of \('mse', 'pkd'\)"),
 ]
@@ -223,7 +223,7 @@ def test_bad_term_settings_are_refused_alike_before_step_1(setup, tmp_path, monk
     _, _, val = setup
     opts = yacs if tool == "train_net" else [lazy]
     if tool == "train_net" and yacs[1] == "abc":  # yacs itself refuses it, when merging
-        message = r"Type mismatch .* for config key: KD.ROI.BG_WEIGHT"
+        message = r"Type mismatch .* for config key: KD.HINT.WEIGHT"
     with pytest.raises(ValueError, match=message):
         TOOLS[tool](setup, tmp_path, val, *opts)
     assert not (tmp_path / "metrics.json").exists()
