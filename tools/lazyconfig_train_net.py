@@ -89,8 +89,9 @@ def do_train(args, cfg):
     checkpointer = ResumeCheckpointer(model, out, trainer=trainer)
     kd_hooks = []
     if distiller is not None and cfg.train.get("eval_teacher_before_train", True):
-        kd_hooks.append(TeacherEvalHook(distiller.teachers, lambda teacher: {
-            "test": lazy_test(cfg, teacher, f"{out}/teacher_inference")}))
+        kd_hooks.append(TeacherEvalHook(
+            distiller.teachers_in_student_classes(),
+            lambda teacher: {"test": lazy_test(cfg, teacher, f"{out}/teacher_inference")}))
     trainer.register_hooks(kd_hooks + [
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),

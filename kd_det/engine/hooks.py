@@ -24,7 +24,8 @@ class TeacherEvalHook(HookBase):
 
     def __init__(self, teachers: Dict[str, nn.Module],
                  evaluate: Callable[[nn.Module], Dict[str, Dict]]):
-        """`teachers`: {name: teacher} (DistillRCNN.teachers); `evaluate(model)` gives
+        """`teachers`: {name: teacher} (DistillRCNN.teachers_in_student_classes(): each
+        scored in the student's classes); `evaluate(model)` gives
         {test set name: Detectron2 evaluation results}."""
         self._teachers = teachers
         self._evaluate = evaluate

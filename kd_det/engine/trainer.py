@@ -106,10 +106,13 @@ def _checked_test_dicts(cfg, name: str):
 
 def build_evaluator(cfg, dataset_name, output_folder=None):
     """COCO AP for COCO-format datasets, PASCAL VOC mAP@0.5 (+0.5:0.95 mean, and AP50 per
-    class) for VOC ones."""
+    class) for VOC ones. COCO's results go to `output_folder`, default OUTPUT_DIR/inference
+    as in Detectron2's tools (a dataset without a json, e.g. a class subset, is converted
+    there)."""
     kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "")
     if kind == "coco":
-        return COCOEvaluator(dataset_name, output_dir=output_folder)
+        return COCOEvaluator(dataset_name, output_dir=output_folder
+                             or os.path.join(cfg.OUTPUT_DIR, "inference"))
     if kind == "pascal_voc":
         return VOCEvaluator(dataset_name)
     raise ValueError(
@@ -246,7 +249,8 @@ class KDTrainer(DefaultTrainer):
         model = self._unwrapped_model()
         if isinstance(model, DistillRCNN):
             if self.cfg.KD.TEACHER.EVAL_BEFORE_TRAIN and self.cfg.DATASETS.TEST:
-                ret.insert(0, TeacherEvalHook(model.teachers, self._evaluate_teacher))
+                ret.insert(0, TeacherEvalHook(model.teachers_in_student_classes(),
+                                              self._evaluate_teacher))
             out = self.cfg.OUTPUT_DIR
             ret.append(ExportStudentHook(lambda path: export_student(self.cfg, path, out), out))
         return ret

@@ -16,8 +16,9 @@ import difflib
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+from torch import nn
 
-__all__ = ["ClassMap", "resolve_class_map"]
+__all__ = ["ClassMap", "resolve_class_map", "InStudentClasses"]
 
 MapSpec = Union[str, Sequence[int]]
 
@@ -65,6 +66,14 @@ class ClassMap:
         table = torch.tensor([-1 if t is None else t for t in self.teacher_index] + [-1],
                              device=student_classes.device)
         return table[student_classes.clamp(min=0, max=self.num_student_classes)]
+
+    def student_index(self) -> Tuple[int, ...]:
+        """Per teacher class, the student class it is (-1: unmapped)."""
+        table = [-1] * self.num_teacher_classes
+        for j, t in enumerate(self.teacher_index):
+            if t is not None:
+                table[t] = j
+        return tuple(table)
 
     def describe(self, student_names: Sequence[str], teacher_names: Sequence[str]) -> str:
         """What the log says: each mapping, the missing classes, and how many teacher
@@ -133,3 +142,26 @@ def resolve_class_map(spec: MapSpec, student_names: Optional[Sequence[str]],
         raise ValueError(f"{key}: teacher classes {twice} are mapped to two student classes; "
                          "each teacher class teaches one student class.")
     return ClassMap(tuple(index), num_teacher)
+
+
+class InStudentClasses(nn.Module):
+    """A detector of a wider label space, scored in the student's classes: its
+    detections of mapped classes renumbered to the student's, the others dropped. What an
+    evaluator of the student's test set must see of the teacher (a COCO teacher's "cat"
+    box is no detection of a 3-class student's classes)."""
+
+    def __init__(self, detector: nn.Module, class_map: ClassMap):
+        super().__init__()
+        self.detector = detector
+        self.register_buffer("_to_student", torch.tensor(class_map.student_index()),
+                             persistent=False)
+
+    def forward(self, batched_inputs):
+        outputs = self.detector(batched_inputs)
+        for out in outputs:
+            inst = out["instances"]
+            cls = self._to_student.to(inst.pred_classes.device)[inst.pred_classes]
+            inst = inst[cls >= 0]
+            inst.pred_classes = cls[cls >= 0]
+            out["instances"] = inst
+        return outputs

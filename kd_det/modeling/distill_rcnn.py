@@ -24,7 +24,7 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..config import validate_kd_config
-from .class_map import ClassMap, resolve_class_map
+from .class_map import ClassMap, InStudentClasses, resolve_class_map
 from .diagnostics import grad_norms, term_name
 from .frozen import DistillerBase
 from .geometry import level_shift
@@ -327,6 +327,12 @@ class DistillRCNN(DistillerBase):
     @property
     def teacher(self) -> GeneralizedRCNN:
         return self._teachers["teacher"]
+
+    def teachers_in_student_classes(self) -> Dict[str, nn.Module]:
+        """{name: teacher}, a teacher of a wider label space wrapped so that its detections
+        are in the student's classes: the teacher as the student's evaluator sees it."""
+        return {name: InStudentClasses(t, self._class_maps[name]) if self._class_maps[name]
+                else t for name, t in self._teachers.items()}
 
     @property
     def device(self):

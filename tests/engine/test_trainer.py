@@ -181,6 +181,32 @@ def test_teacher_of_other_class_names_is_refused(kd_config, tmp_path):
         KDTrainer(cfg)
 
 
+def test_a_wider_teacher_is_evaluated_before_training_in_the_students_classes(
+        kd_config, tmp_path):
+    """The teacher AP logged before the first step scores a 4-class teacher on the
+    3-class student's test set through its class map, not with its own class ids."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from kd_det.benchmarks.detection import load_cfg
+    from kd_det.modeling.class_map import InStudentClasses
+
+    if "kd_test_wide_data" not in DatasetCatalog.list():
+        DatasetCatalog.register("kd_test_wide_data", list)
+        MetadataCatalog.get("kd_test_wide_data").thing_classes = ["c2", "x", "c0", "c1"]
+    cfg = load_cfg(kd_config)
+    wide = kd_cfg(str(tmp_path), num_classes=4)
+    tcfg = load_cfg(wide.KD.TEACHER.CONFIG_FILE, ["DATASETS.TRAIN", "('kd_test_wide_data',)"])
+    (tmp_path / "wide.yaml").write_text(tcfg.dump())
+    cfg.KD.TEACHER.CONFIG_FILE = str(tmp_path / "wide.yaml")
+    cfg.KD.TEACHER.WEIGHTS = wide.KD.TEACHER.WEIGHTS
+    cfg.KD.TEACHER.CLASS_MAP = [2, 3, 0]  # student c0, c1, c2
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    (hook,) = [h for h in KDTrainer(cfg)._hooks if type(h).__name__ == "TeacherEvalHook"]
+    teacher = hook._teachers["teacher"]
+    assert isinstance(teacher, InStudentClasses)
+    assert teacher._to_student.tolist() == [2, -1, 0, 1]
+
+
 class _CrashAtLastStep(HookBase):
     def before_step(self):
         if self.trainer.iter + 1 == self.trainer.max_iter:

@@ -2,8 +2,9 @@
 refusals."""
 import pytest
 import torch
+from detectron2.structures import Boxes, Instances
 
-from kd_det.modeling.class_map import ClassMap, resolve_class_map
+from kd_det.modeling.class_map import ClassMap, InStudentClasses, resolve_class_map
 
 TEACHER = ["person", "fish", "car", "shark", "jellyfish"]  # 5 classes + background
 
@@ -156,3 +157,32 @@ def test_distill_rcnn_maps_a_wider_teacher_by_name_or_refuses(tmp_path):
                     class_names=[["shark", "fish", "penguin"], TEACHER])
     with pytest.raises(ValueError, match="predicts 5 classes but the student 3"):
         DistillRCNN(student=student, teacher=teacher, kd_terms=terms)
+
+
+class _Fixed(torch.nn.Module):
+    """A detector whose detections are given."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.classes = torch.tensor(classes)
+
+    def forward(self, batched_inputs):
+        n = len(self.classes)
+        inst = Instances((10, 10), pred_boxes=Boxes(torch.arange(4 * n).float().view(n, 4)),
+                         scores=torch.linspace(0.9, 0.5, n), pred_classes=self.classes)
+        return [{"instances": inst} for _ in batched_inputs]
+
+
+def test_a_wider_teacher_is_scored_in_the_students_classes():
+    """Teacher (5 classes) detections of mapped classes get the student's numbers, boxes
+    and scores kept; the others are dropped."""
+    m = resolve_class_map("by_name", ["shark", "fish"], TEACHER, 2, 5)
+    assert m.student_index() == tuple(
+        {TEACHER.index("shark"): 0, TEACHER.index("fish"): 1}.get(c, -1) for c in range(5))
+    shark, fish = TEACHER.index("shark"), TEACHER.index("fish")
+    other = next(c for c in range(5) if c not in (shark, fish))
+    (out,) = InStudentClasses(_Fixed([fish, other, shark, fish]), m)([{}])
+    inst = out["instances"]
+    assert inst.pred_classes.tolist() == [1, 0, 1]
+    assert inst.scores.tolist() == pytest.approx([0.9, 0.5 + 0.4 / 3, 0.5])
+    assert inst.pred_boxes.tensor[1].tolist() == [8.0, 9.0, 10.0, 11.0]  # the shark's box

@@ -170,6 +170,11 @@ def test_missing_teacher_file_is_rejected(cfg):
         build_model(c)
 
 
+def test_a_teacher_of_the_students_classes_is_evaluated_as_it_is(cfg):
+    model = build_model(cfg)
+    assert model.teachers_in_student_classes() == {"teacher": model.teacher}
+
+
 def test_class_count_mismatch_needs_a_class_map(tmp_path):
     """Unregistered training sets give no class names to map by: refused, naming the key;
     an explicit KD.TEACHER.CLASS_MAP builds (its values: tests/modeling/test_class_map)."""
@@ -177,7 +182,13 @@ def test_class_count_mismatch_needs_a_class_map(tmp_path):
     with pytest.raises(ValueError, match="predicts 5 classes but the student 3.*CLASS_MAP"):
         build_model(c)
     c.KD.TEACHER.CLASS_MAP = [4, 0, 2]
-    assert build_model(c)._class_maps["teacher"].teacher_index == (4, 0, 2)
+    model = build_model(c)
+    assert model._class_maps["teacher"].teacher_index == (4, 0, 2)
+    # What the teacher's AP before training is computed on: its detections in the
+    # student's classes (the same teacher object inside).
+    (wrapped,) = model.teachers_in_student_classes().values()
+    assert wrapped.detector is model.teacher
+    assert wrapped._to_student.tolist() == [1, -1, 2, -1, 0]
     c.KD.TEACHER.CLASS_MAP = ["shark", 0, 2]
     with pytest.raises(ValueError, match="KD.TEACHER.CLASS_MAP: must be teacher class"):
         build_model(c)
