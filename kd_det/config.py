@@ -31,8 +31,9 @@ def _add_distill_terms(node: CN) -> None:
 
 
 def add_kd_config(cfg: CN) -> None:
-    """Add the KD node to a Detectron2 config. kd_det's MobileNetV2 backbone has its own
-    keys (``add_mobilenet_config``), added only by configs that use it."""
+    """Add the KD node to a Detectron2 config. kd_det's MobileNetV2 and EfficientNet-Lite0
+    backbones have their own keys (``add_mobilenet_config``, ``add_efficientnet_config``),
+    added only by configs that use them."""
     _C = cfg
     _C.KD = CN()
     # The meta-architecture that the student is built as (from the same cfg).

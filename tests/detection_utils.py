@@ -6,7 +6,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-from kd_det import add_kd_config, add_mobilenet_config
+from kd_det import add_efficientnet_config, add_kd_config, add_mobilenet_config
 from kd_det.modeling.kd_terms import build_kd_terms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,6 +17,7 @@ def load_yaml_cfg(path, *opts):
     cfg = get_cfg()
     add_kd_config(cfg)
     add_mobilenet_config(cfg)
+    add_efficientnet_config(cfg)
     cfg.merge_from_file(os.path.join(ROOT, path), allow_unsafe=False)
     cfg.merge_from_list(list(opts))
     return cfg

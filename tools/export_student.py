@@ -43,6 +43,7 @@ def main(argv=None):
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
     kd_det.add_mobilenet_config(cfg)
+    kd_det.add_efficientnet_config(cfg)
     cfg.merge_from_file(args.config_file, allow_unsafe=False)
     cfg.merge_from_list(args.opts)
     if args.format == "checkpoint":

@@ -31,6 +31,7 @@ def setup(args):
     cfg = get_cfg()
     kd_det.add_kd_config(cfg)
     kd_det.add_mobilenet_config(cfg)
+    kd_det.add_efficientnet_config(cfg)
     kd_det.config.merge_kd_config_file(cfg, args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()

@@ -15,7 +15,7 @@ from detectron2.utils.env import seed_all_rng
 from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_kd_config
 from ..engine import KDTrainer
-from ..modeling.backbone import add_mobilenet_config
+from ..modeling.backbone import add_efficientnet_config, add_mobilenet_config
 from .orchestrator import (
     Stage,
     cached_json,
@@ -36,10 +36,12 @@ ROWS = ("teacher", "baseline", "kd", "kd_best")
 
 def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
     """A detection config as the tools read it: Detectron2's defaults with kd_det's keys
-    (KD.*, MODEL.MOBILENET.*), the YAML read as safe YAML, then KEY VALUE `opts`."""
+    (KD.*, MODEL.MOBILENET.*, MODEL.EFFICIENTNET.*), the YAML read as safe YAML, then
+    KEY VALUE `opts`."""
     cfg = get_cfg()
     add_kd_config(cfg)
     add_mobilenet_config(cfg)
+    add_efficientnet_config(cfg)
     cfg.merge_from_file(path, allow_unsafe=False)
     cfg.merge_from_list([str(x) if not isinstance(x, str) else x for x in (opts or [])])
     return cfg
@@ -54,11 +56,14 @@ _LATER_KD_DEFAULTS = {"TEACHERS": [], "STUDENT.INPUT_SCALE": 1.0, "TEACHER.CLASS
 def detection_fingerprint(cfg: CfgNode) -> str:
     """Hash of the config; a plain detector's ignores the KD node, so that adding KD keys
     does not retrain finished teachers and baselines, and a KD run's ignores the KD keys
-    of _LATER_KD_DEFAULTS left at their defaults."""
+    of _LATER_KD_DEFAULTS left at their defaults. MODEL.EFFICIENTNET, added after stages
+    were first cached, counts only for a model of that backbone."""
     cfg = cfg.clone()
     cfg.defrost()
     if cfg.MODEL.META_ARCHITECTURE != "DistillRCNN":
         del cfg["KD"]
+    if "EFFICIENTNET" in cfg.MODEL and "efficientnet" not in cfg.MODEL.BACKBONE.NAME:
+        del cfg.MODEL["EFFICIENTNET"]
     for key, default in _LATER_KD_DEFAULTS.items():
         *parents, leaf = key.split(".")
         node = cfg.get("KD", {})

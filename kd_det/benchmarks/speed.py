@@ -34,7 +34,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from ..modeling import DistillRCNN
-from ..modeling.backbone.mobilenet import find_imagenet_weights
+from ..modeling.backbone import efficientnet_lite, mobilenet
 from ..modeling.teacher import build_teacher_cfg
 from .machine import machine_info, peak_rss_mb
 from .timing import interleaved_times
@@ -65,11 +65,14 @@ def synthetic_batch(n: int, size: int, num_classes: int, boxes_per_image: int = 
 
 def write_random_teacher(cfg: CfgNode, path: str) -> str:
     """Save a randomly initialised teacher of KD.TEACHER.CONFIG_FILE at `path` (with the
-    offline ImageNet MobileNetV2 when its backbone is kd_det's): a step's speed does not
-    depend on trained weights, so the benchmark needs none and downloads none."""
+    offline ImageNet weights when its backbone is kd_det's and they are installed): a
+    step's speed does not depend on trained weights, so the benchmark needs none and
+    downloads none."""
     tcfg = build_teacher_cfg(cfg).clone()
     tcfg.defrost()
-    tcfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = "auto" if find_imagenet_weights() else ""
+    tcfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = "auto" if mobilenet.find_imagenet_weights() else ""
+    tcfg.MODEL.EFFICIENTNET.IMAGENET_WEIGHTS = (
+        "auto" if efficientnet_lite.find_imagenet_weights() else "")
     torch.save({"model": build_model(tcfg).state_dict()}, path)
     return path
 

@@ -27,9 +27,10 @@ def student_config(cfg: CfgNode, weights: str = "") -> CfgNode:
     """The student's own config: KD.* removed, the student meta-architecture restored,
     INPUT.* sizes scaled by KD.STUDENT.INPUT_SCALE (the resolution the student learnt at).
 
-    MODEL.MOBILENET.* (present when the config was read with ``add_mobilenet_config``) is
-    dropped too unless the student uses that backbone; then, as for any Detectron2 project
-    backbone, reading the export needs ``import kd_det`` and ``add_mobilenet_config``.
+    MODEL.MOBILENET.* and MODEL.EFFICIENTNET.* (present when the config was read with
+    ``add_mobilenet_config`` / ``add_efficientnet_config``) are dropped too unless the
+    student uses that backbone; then, as for any Detectron2 project backbone, reading the
+    export needs ``import kd_det`` and that function.
     """
     out = cfg.clone()
     out.defrost()
@@ -42,8 +43,9 @@ def student_config(cfg: CfgNode, weights: str = "") -> CfgNode:
     out.MODEL.META_ARCHITECTURE = cfg.KD.STUDENT_META_ARCHITECTURE
     out.MODEL.WEIGHTS = weights
     del out["KD"]
-    if "MOBILENET" in out.MODEL and "mobilenet" not in out.MODEL.BACKBONE.NAME:
-        del out.MODEL["MOBILENET"]
+    for node, backbone in (("MOBILENET", "mobilenet"), ("EFFICIENTNET", "efficientnet")):
+        if node in out.MODEL and backbone not in out.MODEL.BACKBONE.NAME:
+            del out.MODEL[node]
     return out
 
 

@@ -1,5 +1,5 @@
 """Detection models: DistillRCNN (registered in META_ARCH_REGISTRY) and its parts."""
-from . import backbone  # noqa: F401  (registers the MobileNetV2 backbones)
+from . import backbone  # noqa: F401  (registers kd_det's backbones)
 from .distill_rcnn import DistillRCNN
 from .frozen import DistillerBase, freeze, load_strict
 from .kd_terms import build_kd_terms

@@ -9,7 +9,7 @@ from detectron2.modeling import build_model
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_kd_config
-from .backbone import add_mobilenet_config, skip_imagenet_init
+from .backbone import add_efficientnet_config, add_mobilenet_config, skip_imagenet_init
 from .frozen import DistillerBase, load_strict
 
 __all__ = ["build_teacher_cfg", "build_teacher_cfgs", "build_teacher", "load_teacher",
@@ -38,11 +38,12 @@ def _resolve_config_file(name: str, key: str = "KD.TEACHER.CONFIG_FILE") -> str:
 def _read_yacs_teacher(path: str, opts, allow_unsafe: bool, key: str,
                        unsafe_opt: str) -> CfgNode:
     """A teacher's yacs config (safe YAML unless allowed) with `opts` merged. The YAML may
-    hold kd_det's keys (a teacher trained with tools/train_net.py, a MobileNetV2
-    backbone)."""
+    hold kd_det's keys (a teacher trained with tools/train_net.py, a MobileNetV2 or
+    EfficientNet-Lite0 backbone)."""
     tcfg = get_cfg()
     add_kd_config(tcfg)
     add_mobilenet_config(tcfg)
+    add_efficientnet_config(tcfg)
     try:
         tcfg.merge_from_file(path, allow_unsafe=allow_unsafe)
     except Exception as e:

@@ -1,4 +1,5 @@
-"""A teacher of another backbone family: ResNet-FPN -> MobileNetV2-FPN and back. Each pair
+"""A teacher of another backbone family: ResNet-FPN -> MobileNetV2-FPN and back,
+EfficientNet-Lite0-FPN (another input normalisation) -> MobileNetV2-FPN. Each pair
 builds, every term is finite, gradients reach only the student and the adapters, and the
 student exports as a plain GeneralizedRCNN; a teacher of other RPN box coding has its
 deltas re-expressed in the student's."""
@@ -21,10 +22,11 @@ KD_TERMS = ("loss_rpn_kd_cls", "loss_rpn_kd_reg", "loss_roi_kd_cls", "loss_roi_k
             "loss_hint")
 
 
-def _mobilenet_cfg(fpn_channels=32):
-    cfg = load_yaml_cfg("configs/Base-MobileNetV2-FPN.yaml",
-                        "MODEL.DEVICE", "cpu", "MODEL.MOBILENET.IMAGENET_WEIGHTS", "",
-                        "MODEL.MOBILENET.NORM", "BN", "MODEL.MOBILENET.FREEZE_AT", 0,
+def _own_backbone_cfg(base, node, fpn_channels):
+    """A Faster R-CNN of kd_det's backbone of `base` (keys MODEL.`node`), random init."""
+    cfg = load_yaml_cfg(base,
+                        "MODEL.DEVICE", "cpu", f"MODEL.{node}.IMAGENET_WEIGHTS", "",
+                        f"MODEL.{node}.NORM", "BN", f"MODEL.{node}.FREEZE_AT", 0,
                         "MODEL.FPN.OUT_CHANNELS", fpn_channels,
                         "MODEL.ROI_HEADS.NUM_CLASSES", 3, "MODEL.ROI_BOX_HEAD.FC_DIM", 64)
     tiny = tiny_rcnn_cfg()  # the same heads, anchors and sampling as the ResNet side
@@ -33,6 +35,15 @@ def _mobilenet_cfg(fpn_channels=32):
         cfg.MODEL.RPN[key] = tiny.MODEL.RPN[key]
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = tiny.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE
     return cfg
+
+
+def _mobilenet_cfg(fpn_channels=32):
+    return _own_backbone_cfg("configs/Base-MobileNetV2-FPN.yaml", "MOBILENET", fpn_channels)
+
+
+def _efficientnet_cfg(fpn_channels=32):
+    return _own_backbone_cfg("configs/Base-EfficientNetLite0-FPN.yaml", "EFFICIENTNET",
+                             fpn_channels)
 
 
 def _resnet_cfg(fpn_channels=32):
@@ -64,6 +75,7 @@ def _pair(tmp_path, teacher_cfg, student_cfg):
 @pytest.mark.parametrize("teacher,student", [
     (lambda: _resnet_cfg(64), _mobilenet_cfg),  # ResNet-FPN -> MobileNetV2-FPN
     (lambda: _mobilenet_cfg(64), _resnet_cfg),  # MobileNetV2-FPN -> ResNet-FPN
+    (lambda: _efficientnet_cfg(64), _mobilenet_cfg),  # EfficientNet-Lite0-FPN -> MobileNetV2-FPN
 ])
 def test_a_teacher_of_another_family_distils(tmp_path, teacher, student):
     cfg = _pair(tmp_path, teacher(), student())

