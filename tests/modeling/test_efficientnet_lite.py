@@ -4,7 +4,6 @@ key, the installed package's file), freezing, TorchScript and tracing, a Faster 
 step from the shipped configs, and the Aquarium teacher that differs from teacher.yaml in
 its backbone only."""
 import importlib.util
-import math
 import os
 import sys
 
@@ -101,17 +100,17 @@ def test_the_fingerprint_counts_the_keys_only_for_this_backbone():
     assert detection_fingerprint(effl0) != detection_fingerprint(other)
 
 
-def test_outputs_match_output_shape_on_an_odd_input(one_thread):
+def test_outputs_match_output_shape(one_thread):
     net = EfficientNetLite0(norm="BN")
-    h, w = 97, 131
+    h, w = 96, 160  # what Detectron2 feeds a backbone under an FPN: multiples of 32
     out = net(torch.randn(1, 3, h, w))
     shapes = net.output_shape()
     assert list(out) == ["e2", "e3", "e4", "e5"]
     assert [shapes[k].stride for k in out] == [4, 8, 16, 32]
     assert [shapes[k].channels for k in out] == [24, 40, 112, 320]
-    for k, v in out.items():  # symmetric padding: ceil(size / stride) at any size
+    for k, v in out.items():
         s = shapes[k].stride
-        assert tuple(v.shape) == (1, shapes[k].channels, math.ceil(h / s), math.ceil(w / s))
+        assert tuple(v.shape) == (1, shapes[k].channels, h // s, w // s)
     # fewer outputs build a shorter network
     short = EfficientNetLite0(("e2", "e3"), norm="BN")
     assert list(short(torch.randn(1, 3, 64, 64))) == ["e2", "e3"] and len(short.features) == 6
@@ -119,6 +118,24 @@ def test_outputs_match_output_shape_on_an_odd_input(one_thread):
         EfficientNetLite0(("e2", "res4"))
     with pytest.raises(ValueError, match="NORM='GN'"):
         EfficientNetLite0(norm="GN")
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_stride_2_convs_pad_as_tensorflow_same(kernel):
+    """On an even input a stride-2 'same' conv pads (k - 2) // 2 pixels before: a kernel
+    that reads only its top-left tap returns every second pixel of the input padded so
+    (symmetric padding would pad k // 2)."""
+    from kd_det.modeling.backbone.efficientnet_lite import _StridedConvSame
+
+    conv = _StridedConvSame(1, 1, kernel)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 0, 0] = 1.0
+    x = torch.arange(1.0, 1 + 8 * 10).view(1, 1, 8, 10)
+    before = (kernel - 2) // 2
+    padded = torch.nn.functional.pad(x, [before] * 4)
+    assert torch.equal(conv(x), padded[..., 0:8:2, 0:10:2])
+    assert conv(x).shape[-2:] == (4, 5)  # TensorFlow's ceil(n / 2)
 
 
 def test_a_file_in_the_packages_naming_loads_every_tensor_exactly(tmp_path):
