@@ -9,13 +9,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.utils.env import seed_all_rng
 
 from ..checkpoint import SafeDetectionCheckpointer
 from ..config import add_kd_config
 from ..engine import KDTrainer
 from ..modeling.backbone import add_efficientnet_config, add_mobilenet_config
+from ..modeling.class_map import InStudentClasses, resolve_class_map
 from .orchestrator import (
     Stage,
     cached_json,
@@ -135,9 +136,26 @@ def evaluate_weights(cfg: CfgNode, weights: str, dataset: str, cache_dir: str) -
         test_cfg.DATASETS.TEST = (dataset,)
         model = KDTrainer.build_model(test_cfg)
         SafeDetectionCheckpointer(model).load(weights)
-        return _bbox(KDTrainer.test(test_cfg, model))
+        return _bbox(KDTrainer.test(test_cfg, in_classes_of(model, cfg, dataset)))
 
     return cached_json(os.path.join(cache_dir, f"eval_{dataset}.json"), fp, evaluate)
+
+
+def in_classes_of(model: torch.nn.Module, cfg: CfgNode, dataset: str) -> torch.nn.Module:
+    """`model` (trained on cfg.DATASETS.TRAIN) as `dataset`'s evaluator must see it: when
+    the dataset has a subset of its classes (a 7-class teacher on a 3-class student's test
+    set), its detections mapped by class name to the dataset's classes."""
+    def names(d):  # a COCO json's class names are known once it is read
+        if MetadataCatalog.get(d).get("thing_classes", None) is None:
+            DatasetCatalog.get(d)
+        return MetadataCatalog.get(d).get("thing_classes", None)
+
+    theirs, ours = names(dataset), names(cfg.DATASETS.TRAIN[0])
+    if theirs is None or ours is None or list(theirs) == list(ours):
+        return model
+    return InStudentClasses(model, resolve_class_map(
+        "by_name", theirs, ours, len(theirs), len(ours),
+        key=f"scoring a model of {cfg.DATASETS.TRAIN[0]}'s classes on {dataset}"))
 
 
 @torch.no_grad()
@@ -258,6 +276,8 @@ def compare(
     teacher_dir: str = "",
     val_seeds: int = 1,
     stage_filter: str = "",
+    baseline_dir: str = "",
+    setup=None,
 ) -> Dict:
     """Teacher (trained once, by its own config, in `teacher_dir`, default
     `<output_dir>/teacher`: another pair of the same teacher config shares it), then
@@ -288,6 +308,13 @@ def compare(
     `stage_filter` (a regular expression) trains only the stages whose names match it
     (e.g. "baseline" on a free core while another process trains the teacher) and returns
     {"stages": their names}: the report needs every stage.
+
+    `baseline_dir` (default `output_dir`) holds the baseline stages, which never read the
+    teacher: a pair of another teacher and the same student reuses a benchmark's trained
+    baselines (their fingerprints must match, else they train). `setup` (a picklable
+    (function, args)) runs first in each worker process, e.g. to register the datasets
+    the stages read. The teacher is scored on the splits' datasets in their classes (a
+    teacher of a wider label space through its class map by name).
     """
     opts = opts or {}
     rows = [r for r in ROWS[1:] if r in configs or r == "baseline"]
@@ -317,7 +344,8 @@ def compare(
     def add(group, name, cfg, split, seed):
         folder = os.path.join(split, f"{name}_s{seed}")
         after = () if name == "baseline" else ("teacher",)
-        stages.append(_stage(folder, cfg, os.path.join(output_dir, folder), after))
+        root = (baseline_dir or output_dir) if name == "baseline" else output_dir
+        stages.append(_stage(folder, cfg, os.path.join(root, folder), after))
         groups.append((group, name))
 
     if val_split:
@@ -336,9 +364,9 @@ def compare(
         if unmet:
             raise ValueError(f"stage filter {stage_filter!r}: the chosen stages read {unmet}, "
                              "which it leaves out; include them or leave those stages out")
-        run_stages(chosen, jobs)
+        run_stages(chosen, jobs, setup=setup)
         return {"stages": [s.name for s in chosen]}
-    records = run_stages(stages, jobs)
+    records = run_stages(stages, jobs, setup=setup)
     teacher = records["teacher"]
     teacher_test = None if selection_only else evaluate_weights(
         teacher_cfg, teacher["weights"], test_split[1], teacher_dir)
@@ -369,7 +397,10 @@ def compare(
         results["gap_closed_AP"] = results.get("gap_closed_AP_kd")
     if val_split:
         prev = previous or {}
-        val = {"teacher": summarize([teacher]), **{
+        teacher_val = (teacher if val_split[1] in teacher_cfg.DATASETS.TEST else dict(
+            evaluate_weights(teacher_cfg, teacher["weights"], val_split[1], teacher_dir),
+            train_seconds=teacher["train_seconds"]))
+        val = {"teacher": summarize([teacher_val]), **{
             row: summarize(by_group["val"][row]) if row in run_rows
             else prev["validation"][row] for row in rows}}
         results["validation"] = val

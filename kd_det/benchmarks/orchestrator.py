@@ -191,13 +191,16 @@ def _stage_worker(stage: Stage) -> Dict:
 
 
 def run_stages(stages: Sequence[Stage], jobs: int = 1,
-               on_done: Optional[Callable[[Records], None]] = None) -> Records:
+               on_done: Optional[Callable[[Records], None]] = None,
+               setup: Optional[Tuple[Callable, tuple]] = None) -> Records:
     """Run every stage once; {name: record}, a record being the stage's results with its
     "fingerprint" and "train_seconds" (the wall-clock of its train call).
 
     With jobs <= 1 the stages run in this process in the order given; otherwise in `jobs`
     worker processes, submitted in that order as soon as the stages they name in `after`
-    are done. `on_done(records)` runs in this process after every stage.
+    are done. `on_done(records)` runs in this process after every stage. `setup`
+    (function, args), both picklable, runs once in each worker before its first stage
+    (what the parent did to itself that the stages need, e.g. datasets it registered).
     """
     names = set()
     for s in stages:
@@ -222,7 +225,9 @@ def run_stages(stages: Sequence[Stage], jobs: int = 1,
     # The workers' progress bars would interleave (tqdm reads this when imported).
     os.environ.setdefault("TQDM_DISABLE", "1")
     waiting: List[Stage] = list(stages)
-    with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+    init, args = setup or (None, ())
+    with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=init,
+                                initargs=args) as pool:
         running: Dict[cf.Future, Stage] = {}
         while waiting or running:
             ready = [s for s in waiting if all(a in records for a in s.after)]

@@ -47,8 +47,15 @@ def multi_teacher_table(results: Dict) -> str:
         results, rows=("teacher", "baseline", "kd_single", "kd_two_teachers"))
 
 
+def any_teacher_table(results: Dict) -> str:
+    """tools/bench_any_teacher.py's JSON: per pair, its comparison's tables."""
+    return "\n\n".join(f"**{name}** ({results['protocol'][name]})\n\n"
+                       + detection.format_table(r) for name, r in results["pairs"].items())
+
+
 # (what only this benchmark's JSON has, its table function), the first match wins.
 KINDS: List[Tuple[Callable[[Dict], bool], Callable[[Dict], str]]] = [
+    (lambda r: "pairs" in r, any_teacher_table),
     (lambda r: "kd_two_teachers" in r, multi_teacher_table),
     (lambda r: "student_step_s" in r, speed_table),
     (lambda r: "flops" in r and "protocol" in r, detection.format_table),

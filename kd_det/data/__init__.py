@@ -2,6 +2,7 @@
 from .builtin import BUILTIN_CLASSES, BuiltinSpec, builtin_root, prepare_builtin
 from .datasets import (
     AQUARIUM_CLASSES,
+    AQUARIUM_SPLITS,
     BCCD_CLASSES,
     DatasetNotRegisteredError,
     add_dataset_arguments,
@@ -23,6 +24,7 @@ from .preflight import PREFLIGHT_MODES, NamedErrorMapper, check_records, checked
 
 __all__ = [
     "AQUARIUM_CLASSES",
+    "AQUARIUM_SPLITS",
     "BCCD_CLASSES",
     "BUILTIN_CLASSES",
     "BuiltinSpec",

@@ -5,12 +5,14 @@ import json
 import os
 
 import pytest
+import torch
 
 from kd_det.benchmarks.detection import (
     _kd_overrides,
     breakdown_table,
     compare,
     detection_fingerprint,
+    in_classes_of,
     load_cfg,
     read_curve,
     summarize,
@@ -176,6 +178,46 @@ def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread
     assert {p: os.path.getmtime(p) for p in stamps} == stamps
     with pytest.raises(ValueError, match=r"read \['teacher'\]"):
         filtered("kd")
+
+
+def test_compare_a_student_of_a_class_subset_and_shared_baselines(tmp_path, one_thread):
+    """A 3-class teacher distils a student of 2 of its classes (a class subset, mapped by
+    name): the teacher is scored on the subset through the map (before training too, where
+    its raw detections would be other classes' ids), and a second pair of the same student
+    reuses the baselines in `baseline_dir`."""
+    from kd_det.data import register_class_subset
+
+    configs = _tiny_pair(tmp_path, "kd_sub")
+    for split in ("train", "val"):
+        register_class_subset(f"kd_sub2_{split}", f"kd_sub_{split}", ["c2", "c0"])
+    # every detection kept, so that the untrained models' AP has its per-class part
+    keep = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+    k = keep + ["MODEL.ROI_HEADS.NUM_CLASSES", 2]
+    shared = {"baseline_dir": str(tmp_path / "baselines"),
+              "teacher_dir": str(tmp_path / "teacher")}
+
+    def run(out):
+        return compare(configs, str(tmp_path / out), seeds=[0], timing_images=2,
+                       val_split=("kd_sub2_train", "kd_sub2_val"),
+                       test_split=("kd_sub2_train", "kd_sub2_val"),
+                       opts={"teacher": keep, "student": k,
+                             "kd": k + ["KD.TEACHER.EVAL_BEFORE_TRAIN", True]},
+                       **shared)
+
+    teacher = torch.nn.Identity()
+    assert in_classes_of(teacher, load_cfg(configs["teacher"]), "kd_sub_val") is teacher
+    mapped = in_classes_of(teacher, load_cfg(configs["teacher"]), "kd_sub2_val")
+    assert mapped.detector is teacher and mapped._to_student.tolist() == [1, -1, 0]
+    res = run("a")
+    for row in ("teacher", "baseline", "kd"):
+        assert set(res[row]["AP_per_class"]) == {"c2", "c0"}, row
+        assert set(res["validation"][row]["AP_per_class"]) == {"c2", "c0"}, row
+    stamps = {p: os.path.getmtime(p)
+              for p in glob.glob(f"{shared['baseline_dir']}/*/baseline_s0/stage.json")}
+    assert len(stamps) == 2 and not glob.glob(f"{tmp_path}/a/*/baseline_s0")
+    run("b")
+    assert {p: os.path.getmtime(p) for p in stamps} == stamps  # not trained again
+    assert os.path.isfile(f"{tmp_path}/b/test/kd_s0/stage.json")
 
 
 def test_compare_teachers_reuses_the_single_teacher_runs(tmp_path, one_thread):
