@@ -444,7 +444,32 @@ def compare(
     }
     results["speed"]["student_speedup"] = (
         results["speed"]["teacher_s_per_img"] / results["speed"]["student_s_per_img"])
+    if val_split:
+        results["pair_check"] = pair_check(results)
     return results
+
+
+# A pair worth distilling (the Aquarium issue's bar): a student this much faster at batch-1
+# CPU inference, this much cheaper in backbone+FPN FLOPs, and this far below its teacher
+# in val AP, both trained to a plateau, before any distillation.
+PAIR_BAR = {"speedup": 3.0, "flops_ratio": 3.0, "val_AP_gap": 5.0}
+
+
+def pair_check(results: Dict, bar: Dict[str, float] = PAIR_BAR) -> Dict:
+    """Whether the pair clears `bar` on the selection runs, with the teacher - baseline val
+    gap in AP, AP50 and per object size (where the gap sits)."""
+    val = results["validation"]
+    t, b = val["teacher"], val["baseline"]
+    got = {"speedup": results["speed"]["student_speedup"],
+           "flops_ratio": results["flops"]["backbone_ratio"],
+           "val_AP_gap": t["AP_stats"]["mean"] - b["AP_stats"]["mean"],
+           "val_AP50_gap": t["AP50_stats"]["mean"] - b["AP50_stats"]["mean"]}
+    sizes = sorted(set(t.get("AP_per_size", {})) & set(b.get("AP_per_size", {})))
+    per_size = {k: mean_spread(t["AP_per_size"][k])["mean"]
+                - mean_spread(b["AP_per_size"][k])["mean"] for k in sizes}
+    return {**got, "val_AP_gap_per_size": per_size, "bar": dict(bar),
+            "passes": {k: got[k] >= v for k, v in bar.items()},
+            "passed": all(got[k] >= v for k, v in bar.items())}
 
 
 def compare_teachers(configs: Dict[str, str], output_dir: str, single_dir: str,
@@ -646,6 +671,16 @@ def format_table(results: Dict) -> str:
                 f"{tta:.2f}x the baseline's" if tta is not None else "not reached"))
         if parts:
             lines.append(f"{row}: " + "; ".join(parts) + ".")
+    if "pair_check" in results:
+        pc = results["pair_check"]
+        sizes = ", ".join(f"{k} {v:+.1f}" for k, v in pc["val_AP_gap_per_size"].items())
+        lines.append(
+            f"Pair check (val, before distillation): teacher - baseline {pc['val_AP_gap']:.1f} "
+            f"AP (bar {pc['bar']['val_AP_gap']:g}), {pc['val_AP50_gap']:.1f} AP50"
+            + (f"; by size {sizes}" if sizes else "")
+            + f"; speed-up {pc['speedup']:.1f}x, FLOPs {pc['flops_ratio']:.1f}x (bars "
+            f"{pc['bar']['speedup']:g}x, {pc['bar']['flops_ratio']:g}x): "
+            + ("passed." if pc["passed"] else "not passed."))
     sp, fl = results["speed"], results["flops"]
     lines.append(f"Backbone+FPN: teacher {fl['teacher_backbone_gflops']:.2f} GFLOPs, student "
                  f"{fl['student_backbone_gflops']:.2f} ({fl['backbone_ratio']:.1f}x). CPU "

@@ -249,3 +249,29 @@ def test_compare_teachers_reuses_the_single_teacher_runs(tmp_path, one_thread):
     assert [w for _, w in cfg.KD.TEACHERS] == [f"{single}/teacher/model_final.pth",
                                                f"{multi}/teacher_s1/model_final.pth"]
     assert not cfg.KD.TEACHER.WEIGHTS
+
+
+def test_pair_check_reads_the_selection_runs_against_the_bar():
+    """Teacher 30 / baseline 22 val AP (8 apart), 4x faster, 3.5x fewer FLOPs: passed,
+    with the gap per size; a gap of 4 AP is not."""
+    from kd_det.benchmarks.detection import format_table, pair_check
+
+    def row(ap, ap50, aps):
+        return summarize([{"AP": a, "AP50": a50, "APs": s, "APm": a, "APl": a}
+                          for a, a50, s in zip(ap, ap50, aps)])
+
+    res = {"validation": {"teacher": row([30.0], [60.0], [15.0]),
+                          "baseline": row([21.0, 23.0], [50.0, 52.0], [5.0, 7.0])},
+           "speed": {"student_speedup": 4.0, "teacher_s_per_img": 0.4,
+                     "student_s_per_img": 0.1, "torch_threads": 1},
+           "flops": {"backbone_ratio": 3.5, "teacher_backbone_gflops": 7.0,
+                     "student_backbone_gflops": 2.0}}
+    pc = pair_check(res)
+    assert pc["val_AP_gap"] == 8.0 and pc["val_AP50_gap"] == 9.0 and pc["passed"]
+    assert pc["val_AP_gap_per_size"] == {"APl": 8.0, "APm": 8.0, "APs": 9.0}
+    res["pair_check"] = pc
+    assert "teacher - baseline 8.0 AP (bar 5), 9.0 AP50; by size APl +8.0, APm +8.0, " \
+           "APs +9.0; speed-up 4.0x, FLOPs 3.5x (bars 3x, 3x): passed." in format_table(res)
+    res["validation"]["teacher"] = row([26.0], [60.0], [15.0])
+    assert pair_check(res)["passes"] == {"speedup": True, "flops_ratio": True,
+                                         "val_AP_gap": False}
