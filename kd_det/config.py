@@ -107,8 +107,12 @@ def add_kd_config(cfg: CN) -> None:
     _C.KD.HINT.ENABLED = True
     # Pairs (student feature i, teacher feature i) of backbone outputs to imitate.
     _C.KD.HINT.STUDENT_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
-    # The teacher feature each student feature imitates (same length).
+    # The teacher feature each student feature imitates (same length); [] with PAIR_BY
+    # "stride".
     _C.KD.HINT.TEACHER_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+    # "name": the pairs above; "stride": each student feature with the teacher feature of
+    # its stride (x 2^k for a student at 1/2^k resolution), for a teacher named otherwise.
+    _C.KD.HINT.PAIR_BY = "name"
     # "conv1x1": a 1x1 adaptation conv (used even when channels match, as in the paper);
     # "none": compare raw features (channels must match; the ablation baseline).
     _C.KD.HINT.ADAPTER = "conv1x1"

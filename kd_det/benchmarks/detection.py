@@ -51,7 +51,7 @@ def load_cfg(path: str, opts: Optional[List] = None) -> CfgNode:
 # KD keys added after benchmark stages were first cached: at their defaults they change
 # nothing, so they stay out of the hash and those stages stay valid.
 _LATER_KD_DEFAULTS = {"TEACHERS": [], "STUDENT.INPUT_SCALE": 1.0, "TEACHER.CLASS_MAP": [],
-                      "TEACHER.ALLOW_MISSING_CLASSES": False}
+                      "TEACHER.ALLOW_MISSING_CLASSES": False, "HINT.PAIR_BY": "name"}
 
 
 def detection_fingerprint(cfg: CfgNode) -> str:

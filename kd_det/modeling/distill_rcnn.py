@@ -222,6 +222,7 @@ class DistillRCNN(DistillerBase):
         t_shapes = [t.backbone.output_shape() for t in teachers]
         self.input_scale = input_scale
         self.level_shift = level_shift(input_scale)
+        kd_terms = [t.bind(s_shapes, t_shapes, self.level_shift) for t in kd_terms]
         if self.level_shift:
             self._check_low_resolution(student, kd_terms, s_shapes, t_shapes)
         kd_terms = align_rpn_terms(kd_terms, student, teachers, rpn_on_mismatch,

@@ -141,6 +141,16 @@ class KDTerm:
         """{student task loss name: factor} this term applies (Chen's mu)."""
         return {}
 
+    def bind(self, student_shapes, teacher_shapes: List[Dict], shift: int = 0) -> "KDTerm":
+        """The term as it applies to these models (settings that need the backbones'
+        shapes resolved); the term itself by default.
+
+        Args:
+            student_shapes, teacher_shapes: as for build_module.
+            shift: the student's level shift (:func:`level_shift`).
+        """
+        return self
+
     def build_module(self, student_shapes, teacher_shapes: List[Dict]) -> Optional[nn.Module]:
         """Trainable parameters the term owns (e.g. hint adapters), or None.
 
@@ -611,6 +621,11 @@ class Hint(KDTerm):
             al. CVPR 2019).
         mask_bg_weight: KD.HINT.MASK_BG_WEIGHT, the weight of the background mean with
             mask "gt" (DeFeat, Guo et al. CVPR 2021).
+        pair_by: KD.HINT.PAIR_BY, "name" (the pairs as given) or "stride": each student
+            feature imitates the teacher feature that covers the image at its stride (times
+            2^k for a student at 1/2^k resolution), found when the models are built, for a
+            teacher whose outputs are named otherwise; its pairs then name the student
+            features only (teacher side "").
     """
 
     weight: float = 0.5
@@ -620,24 +635,32 @@ class Hint(KDTerm):
     loss: str = "mse"
     mask: str = "none"
     mask_bg_weight: float = 0.0
+    pair_by: str = "name"
     loss_name: ClassVar[str] = "loss_hint"
     module_name: ClassVar[Optional[str]] = "adapters"
     node: ClassVar[str] = "HINT"
     lazy_name: ClassVar[str] = "hint"
     yacs_keys: ClassVar[Dict[str, str]] = {
         "weight": "WEIGHT", "pairs": "STUDENT_FEATURES/TEACHER_FEATURES", "adapter": "ADAPTER",
-        "resize": "RESIZE", "loss": "LOSS", "mask": "MASK", "mask_bg_weight": "MASK_BG_WEIGHT"}
+        "resize": "RESIZE", "loss": "LOSS", "mask": "MASK", "mask_bg_weight": "MASK_BG_WEIGHT",
+        "pair_by": "PAIR_BY"}
 
     def __post_init__(self):
         self._check_number("weight", 0.0, _MAX_WEIGHT, usual=(0.0, _USUAL_WEIGHT))
         def is_list(x):  # a LazyConfig hands in OmegaConf lists
             return isinstance(x, Sequence) and not isinstance(x, str)
 
+        self._check_choice("pair_by", ("name", "stride"))
         pairs = list(self.pairs) if is_list(self.pairs) else None
+        if pairs and self.pair_by == "stride":  # student names alone are pairs to resolve
+            pairs = [(p, "") if isinstance(p, str) else p for p in pairs]
         if not pairs or not all(is_list(p) and len(p) == 2 and all(isinstance(f, str) for f in p)
                                 for p in pairs):
             raise ValueError(f"{self.setting('pairs')} must be a non-empty list of (student "
                              f"feature, teacher feature) name pairs, got {self.pairs!r}.")
+        if self.pair_by == "stride" and any(t for _, t in pairs):
+            raise ValueError(f"{self.setting('pair_by')} 'stride' finds the teacher features "
+                             f"itself: give the student features only, got {self.pairs!r}.")
         # Lists from a LazyConfig (or YAML) become the hashable tuples the settings are.
         object.__setattr__(self, "pairs", tuple(tuple(p) for p in pairs))
         self._check_choice("adapter", ("conv1x1", "none"))
@@ -651,13 +674,45 @@ class Hint(KDTerm):
         h = cfg.KD.HINT
         if not h.ENABLED:
             return None
-        if len(h.STUDENT_FEATURES) != len(h.TEACHER_FEATURES):
+        if h.PAIR_BY == "stride" and h.TEACHER_FEATURES:
+            raise ValueError("KD.HINT.TEACHER_FEATURES must be [] with KD.HINT.PAIR_BY "
+                             "'stride' (the teacher features are found by stride), got "
+                             f"{list(h.TEACHER_FEATURES)}.")
+        if h.PAIR_BY != "stride" and len(h.STUDENT_FEATURES) != len(h.TEACHER_FEATURES):
             raise ValueError(
                 "KD.HINT.STUDENT_FEATURES/TEACHER_FEATURES need the same length (pairs), got "
                 f"{list(h.STUDENT_FEATURES)} and {list(h.TEACHER_FEATURES)}.")
-        term = cls(h.WEIGHT, tuple(zip(h.STUDENT_FEATURES, h.TEACHER_FEATURES)), h.ADAPTER,
-                   h.RESIZE, h.LOSS, h.MASK, h.MASK_BG_WEIGHT)  # checked even at weight 0
+        pairs = (tuple(h.STUDENT_FEATURES) if h.PAIR_BY == "stride"
+                 else tuple(zip(h.STUDENT_FEATURES, h.TEACHER_FEATURES)))
+        term = cls(h.WEIGHT, pairs, h.ADAPTER, h.RESIZE, h.LOSS, h.MASK, h.MASK_BG_WEIGHT,
+                   h.PAIR_BY)  # checked even at weight 0
         return term if term.weight > 0 else None
+
+    def bind(self, student_shapes, teacher_shapes: List[Dict], shift: int = 0) -> "Hint":
+        """With pair_by "stride", the term with each pair's teacher feature found: the one
+        of stride (student stride) * 2^shift, the same name in every teacher."""
+        if self.pair_by != "stride":
+            return self
+        pairs = []
+        for s, _ in self.pairs:
+            if s not in student_shapes:
+                raise ValueError(f"KD.HINT.STUDENT_FEATURES: {s!r} is not a student backbone "
+                                 f"output; available: {sorted(student_shapes)}")
+            want = student_shapes[s].stride * 2 ** shift
+            found = {n for shapes in teacher_shapes for n, spec in shapes.items()
+                     if spec.stride == want}
+            if len(found) != 1 or any(not found & set(shapes) for shapes in teacher_shapes):
+                strides = sorted({f"{n} ({spec.stride})" for shapes in teacher_shapes
+                                  for n, spec in shapes.items()})
+                raise ValueError(
+                    f"{self.setting('pair_by')} 'stride': the student's {s!r} (stride "
+                    f"{student_shapes[s].stride}) needs one teacher feature of stride {want}"
+                    f" in every teacher, found {sorted(found) or 'none'}; the teachers' "
+                    f"features (stride): {strides}. Name the pairs instead.")
+            pairs.append((s, found.pop()))
+        logger.info("KD.HINT.PAIR_BY stride: %s",
+                    ", ".join(f"{s} -> {t}" for s, t in pairs))
+        return dataclasses.replace(self, pairs=tuple(pairs), pair_by="name")
 
     def build_module(self, student_shapes, teacher_shapes):
         """HintAdapters for one teacher (state_dict keys adapters.*); a ModuleList of one

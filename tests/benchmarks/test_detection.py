@@ -59,6 +59,7 @@ def test_plain_detector_fingerprints_ignore_kd_keys():
     del without.KD.STUDENT["INPUT_SCALE"]
     del without.KD.TEACHER["CLASS_MAP"]
     del without.KD.TEACHER["ALLOW_MISSING_CLASSES"]
+    del without.KD.HINT["PAIR_BY"]
     del without.MODEL["EFFICIENTNET"]  # another backbone's keys, added later too
     assert detection_fingerprint(kd) == config_fingerprint(without)
     mapped = load_cfg("configs/BCCD/kd.yaml", ["KD.TEACHER.CLASS_MAP", "[2, 1, 0]"])
@@ -68,6 +69,8 @@ def test_plain_detector_fingerprints_ignore_kd_keys():
     assert detection_fingerprint(two) != detection_fingerprint(kd)
     half = load_cfg("configs/BCCD/kd.yaml", ["KD.STUDENT.INPUT_SCALE", 0.5])
     assert detection_fingerprint(half) != detection_fingerprint(kd)
+    by_stride = load_cfg("configs/BCCD/kd.yaml", ["KD.HINT.PAIR_BY", "stride"])
+    assert detection_fingerprint(by_stride) != detection_fingerprint(kd)
 
 
 def test_read_curve_renames_the_evaluation_scalars(tmp_path):

@@ -303,3 +303,41 @@ def test_a_term_switched_off_in_yacs_is_still_checked(cfg):
         c.merge_from_list([key, value])
         with pytest.raises(ValueError, match=match):
             build_kd_terms(c)
+
+
+def test_pair_by_stride_finds_each_student_features_teacher_feature():
+    """A teacher whose outputs are named otherwise: each student feature is paired with
+    the teacher feature of its stride (x 2 for a student at half resolution); a stride the
+    teacher lacks, or two teachers that name it differently, are refused."""
+    from detectron2.layers import ShapeSpec
+
+    student = {f"p{i}": ShapeSpec(channels=32, stride=2 ** i) for i in range(2, 7)}
+    teacher = {f"t{i}": ShapeSpec(channels=128, stride=2 ** i) for i in range(3, 8)}
+    hint = Hint(pairs=("p3", "p4"), pair_by="stride")
+    assert hint.pairs == (("p3", ""), ("p4", ""))
+    assert hint.bind(student, [teacher]).pairs == (("p3", "t3"), ("p4", "t4"))
+    assert hint.bind(student, [teacher], shift=1).pairs == (("p3", "t4"), ("p4", "t5"))
+    assert Hint().bind(student, [teacher]) == Hint()  # pairs by name: as given
+    with pytest.raises(ValueError, match=r"'p2' \(stride 4\) needs one teacher feature of "
+                                         r"stride 4 in every teacher, found none"):
+        Hint(pairs=("p2",), pair_by="stride").bind(student, [teacher])
+    other = {k.replace("t", "q"): v for k, v in teacher.items()}
+    with pytest.raises(ValueError, match=r"found \['q3', 't3'\]"):
+        hint.bind(student, [teacher, other])
+    with pytest.raises(ValueError, match="'stride' finds the teacher features itself"):
+        Hint(pairs=(("p3", "t3"),), pair_by="stride")
+
+
+def test_yacs_pair_by_stride_on_a_half_resolution_student(cfg):
+    c = cfg.clone()
+    c.KD.HINT.PAIR_BY = "stride"
+    with pytest.raises(ValueError, match=r"TEACHER_FEATURES must be \[\] with KD.HINT.PAIR_BY"):
+        build_kd_terms(c)
+    c.KD.HINT.TEACHER_FEATURES = []
+    c.KD.STUDENT.INPUT_SCALE = 0.5
+    with pytest.raises(ValueError, match=r"student's 'p6' \(stride 64\) needs one teacher "
+                                         "feature of stride 128"):
+        build_model(c)
+    c.KD.HINT.STUDENT_FEATURES = ["p2", "p3", "p4", "p5"]
+    (hint,) = [t for t in build_model(c).kd_terms if isinstance(t, Hint)]
+    assert hint.pairs == (("p2", "p3"), ("p3", "p4"), ("p4", "p5"), ("p5", "p6"))
