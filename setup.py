@@ -21,6 +21,8 @@ setup(
         "tqdm",
     ],
     # deploy: tools/export_student.py --format onnx and ONNX Runtime in tools/bench_deploy.py.
+    # vit: Detectron2's ViT (ViTDet teachers) imports timm.
     extras_require={"dev": ["pytest", "pytest-timeout", "ruff"],
-                    "deploy": ["onnx", "onnxruntime"]},
+                    "deploy": ["onnx", "onnxruntime"],
+                    "vit": ["timm"]},
 )

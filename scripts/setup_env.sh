@@ -44,5 +44,5 @@ if [ ! -d "$FMNIST" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; th
         || echo "warning: could not install dataset-fashion-mnist; classification tests will skip" >&2
 fi
 
-"$PIP" install -q -e ".[dev,deploy]"
+"$PIP" install -q -e ".[dev,deploy,vit]"
 touch "$STAMP"

@@ -1,5 +1,6 @@
 """A teacher of another backbone family: ResNet-FPN -> MobileNetV2-FPN and back,
-EfficientNet-Lite0-FPN (another input normalisation) -> MobileNetV2-FPN. Each pair
+EfficientNet-Lite0-FPN (another input normalisation) -> MobileNetV2-FPN, ViTDet's simple
+feature pyramid -> MobileNetV2-FPN. Each pair
 builds, every term is finite, gradients reach only the student and the adapters, and the
 student exports as a plain GeneralizedRCNN; a teacher of other RPN box coding has its
 deltas re-expressed in the student's."""
@@ -137,3 +138,38 @@ def test_a_teacher_of_other_rpn_box_coding_is_re_expressed(tmp_path):
         assert torch.allclose(d_new, d_raw / torch.tensor([10.0, 10.0, 5.0, 5.0]))
         assert torch.allclose(s_coding.apply_deltas(d_new, boxes),
                               t_coding.apply_deltas(d_raw, boxes), atol=1e-3)
+
+
+def test_a_vitdet_teacher_distils_a_mobilenet_student(one_thread):
+    """ViTDet's simple feature pyramid (a plain ViT at stride 16, deconvolved and pooled
+    to p2..p6, square-padded) as the teacher of a MobileNetV2-FPN student, built as a
+    LazyConfig would build it: every term finite, gradients only in the student and the
+    adapters, and the hint pairs found by stride."""
+    from detectron2.modeling import SimpleFeaturePyramid, ViT
+    from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+
+    from kd_det.modeling import DistillRCNN
+    from kd_det.modeling.kd_terms import Hint, build_kd_terms
+
+    torch.manual_seed(0)
+    teacher = build_model(_resnet_cfg(64))  # its RPN and box head, on a ViTDet backbone
+    teacher.backbone = SimpleFeaturePyramid(
+        ViT(img_size=96, patch_size=16, embed_dim=64, depth=2, num_heads=2),
+        in_feature="last_feat", out_channels=64, scale_factors=(4.0, 2.0, 1.0, 0.5),
+        top_block=LastLevelMaxPool(), square_pad=96)
+    teacher.eval()
+    cfg = _mobilenet_cfg()
+    cfg.KD.RPN.MARGIN = cfg.KD.ROI.MARGIN = 1e3  # keep the bounded terms on
+    terms = [Hint(pairs=("p2", "p3", "p4", "p5", "p6"), pair_by="stride") if isinstance(
+        t, Hint) else t for t in build_kd_terms(cfg)]
+    model = DistillRCNN(student=build_model(cfg), teacher=teacher, kd_terms=terms).train()
+    (hint,) = [t for t in model.kd_terms if isinstance(t, Hint)]
+    assert hint.pairs == tuple((f"p{i}", f"p{i}") for i in range(2, 7))
+    with EventStorage():
+        losses = model(fixed_batch())
+    for k in KD_TERMS:
+        assert torch.isfinite(losses[k]) and losses[k].item() != 0, k
+    sum(losses.values()).backward()
+    assert not any(p.grad is not None for p in model.teacher.parameters())
+    trained = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}
+    assert trained == {"student", "adapters"}
