@@ -73,6 +73,20 @@ def _pair(tmp_path, teacher_cfg, student_cfg):
     return cfg
 
 
+def _check_a_kd_step(model):
+    """One training step: every KD term finite and nonzero, gradients in the student and
+    every adapter, none in the teacher."""
+    with EventStorage():
+        losses = model(fixed_batch())
+    for k in KD_TERMS:
+        assert torch.isfinite(losses[k]) and losses[k].item() != 0, k
+    sum(losses.values()).backward()
+    assert not any(p.grad is not None for p in model.teacher.parameters())
+    trained = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}
+    assert trained == {"student", "adapters"}
+    assert all(p.grad is not None for p in model.adapters.parameters())
+
+
 @pytest.mark.parametrize("teacher,student", [
     (lambda: _resnet_cfg(64), _mobilenet_cfg),  # ResNet-FPN -> MobileNetV2-FPN
     (lambda: _mobilenet_cfg(64), _resnet_cfg),  # MobileNetV2-FPN -> ResNet-FPN
@@ -83,15 +97,7 @@ def test_a_teacher_of_another_family_distils(tmp_path, teacher, student):
     torch.manual_seed(0)
     model = build_model(cfg).train()
     assert type(model.teacher.backbone.bottom_up) is not type(model.student.backbone.bottom_up)
-    with EventStorage():
-        losses = model(fixed_batch())
-    for k in KD_TERMS:
-        assert torch.isfinite(losses[k]) and losses[k].item() != 0, k
-    sum(losses.values()).backward()
-    assert not any(p.grad is not None for p in model.teacher.parameters())
-    trained = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}
-    assert trained == {"student", "adapters"}
-    assert all(p.grad is not None for p in model.adapters.parameters())
+    _check_a_kd_step(model)
 
     # The student leaves as a plain GeneralizedRCNN checkpoint that a fresh model takes.
     ckpt = os.path.join(tmp_path, "model_final.pth")
@@ -165,11 +171,4 @@ def test_a_vitdet_teacher_distils_a_mobilenet_student(one_thread):
     model = DistillRCNN(student=build_model(cfg), teacher=teacher, kd_terms=terms).train()
     (hint,) = [t for t in model.kd_terms if isinstance(t, Hint)]
     assert hint.pairs == tuple((f"p{i}", f"p{i}") for i in range(2, 7))
-    with EventStorage():
-        losses = model(fixed_batch())
-    for k in KD_TERMS:
-        assert torch.isfinite(losses[k]) and losses[k].item() != 0, k
-    sum(losses.values()).backward()
-    assert not any(p.grad is not None for p in model.teacher.parameters())
-    trained = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}
-    assert trained == {"student", "adapters"}
+    _check_a_kd_step(model)
