@@ -3,6 +3,7 @@ prints for it, so that text and numbers cannot drift apart."""
 import glob
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,17 @@ def test_every_results_json_has_a_table_and_the_pages_show_them():
         with open(path) as f:
             assert tables(json.load(f)).startswith("| ")
         assert f"<!-- report: results/{os.path.basename(path)}" in shown, path
+
+
+def test_every_results_json_names_the_code_it_came_from():
+    """The producing commit and whether the tree was clean; a JSON older than that record
+    names the commit that last wrote it (an upper bound), and says so."""
+    for path in sorted(glob.glob(os.path.join(ROOT, "results", "*.json"))):
+        with open(path) as f:
+            res = json.load(f)
+        assert "commit" in res and "tree_clean" in res, path
+        if res["commit"] is None:
+            assert re.fullmatch(r"[0-9a-f]{40}", res["committed_in"]) and res["provenance"], path
 
 
 def test_a_changed_number_makes_the_block_stale(tmp_path):
