@@ -178,9 +178,11 @@ def _run_stage(stage: Stage) -> Dict:
             f.write(stage.cfg.dump())
         with open(os.path.join(out, "fingerprint.txt"), "w") as f:
             f.write(fingerprint)
+        done = (_checkpoint_iter(out) or 0) if resume else 0
         t0 = time.perf_counter()
         results = stage.train(stage.cfg, resume=resume)
-        return {"train_seconds": time.perf_counter() - t0, **results}
+        # A resumed stage's wall-clock is this call's only: say from which iteration.
+        return {"train_seconds": time.perf_counter() - t0, "resumed_at_iter": done, **results}
 
     return cached_json(stage.record_path, fingerprint, train)
 

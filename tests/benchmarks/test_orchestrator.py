@@ -24,7 +24,12 @@ def _train(cfg, resume=False):
     read = [open(p).read() for p in cfg.READS]
     with open(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), "w") as f:
         f.write(f"weights of {os.path.basename(cfg.OUTPUT_DIR)}")
-    return {"score": cfg.SEED * 10.0, "read": read, "threads": torch.get_num_threads()}
+    return {"score": cfg.SEED * 10.0, "read": read, "threads": torch.get_num_threads(),
+            "setup": os.environ.get("KD_TEST_SETUP", "")}
+
+
+def _set_env(key, value):
+    os.environ[key] = value
 
 
 def _stage(root, name, seed=0, after=()):
@@ -60,9 +65,9 @@ def test_an_interrupted_stage_resumes_only_its_own_config(tmp_path):
     os.makedirs(tmp_path / "student")
     (tmp_path / "student" / "last_checkpoint").write_text("model_0000099.pth")
     (tmp_path / "student" / "fingerprint.txt").write_text("another config")
-    run_stages([stage])
+    assert run_stages([stage])["student"]["resumed_at_iter"] == 0
     (tmp_path / "student" / "stage.json").unlink()  # started, never finished
-    run_stages([stage])
+    assert run_stages([stage])["student"]["resumed_at_iter"] == 100
     assert _calls(tmp_path) == ["student resume=False", "student resume=True"]
 
 
@@ -103,9 +108,10 @@ def test_stages_must_follow_the_stages_they_read(tmp_path):
 def test_workers_run_one_thread_each_after_the_stages_they_read(tmp_path):
     stages = [_stage(tmp_path, "teacher"), _stage(tmp_path, "baseline"),
               _stage(tmp_path, "kd", 1, ["teacher"])]
-    records = run_stages(stages, jobs=2)
+    records = run_stages(stages, jobs=2, setup=(_set_env, ("KD_TEST_SETUP", "done")))
     assert records["kd"]["read"] == ["weights of teacher"]
     assert {r["threads"] for r in records.values()} == {1}
+    assert {r["setup"] for r in records.values()} == {"done"}  # each worker ran it
     assert sorted(_calls(tmp_path)) == ["baseline resume=False", "kd resume=False",
                                         "teacher resume=False"]
 
