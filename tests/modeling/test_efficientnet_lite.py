@@ -282,3 +282,22 @@ def test_faster_rcnn_from_the_teacher_config_through_train_net_takes_a_training_
     trained = list(bottom_up.features[4:].parameters())
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trained)
     assert all(p.grad is None for p in bottom_up.features[:4].parameters())
+
+
+def test_the_lazyconfig_model_builds_the_yaml_configs_model():
+    """configs/common/models/faster_rcnn_efficientnet_lite0_fpn.py instantiates the same
+    network as configs/Base-EfficientNetLite0-FPN.yaml: the same parameter names and
+    shapes, pixel statistics and input format."""
+    from detectron2.config import LazyConfig, instantiate
+
+    lazy = LazyConfig.load(os.path.join(
+        ROOT, "configs/common/models/faster_rcnn_efficientnet_lite0_fpn.py")).model
+    lazy.backbone.bottom_up.weights = ""
+    lazy.roi_heads.num_classes = 80
+    a = instantiate(lazy)
+    b = build_model(load_yaml_cfg("configs/Base-EfficientNetLite0-FPN.yaml", KEY, "",
+                                  "MODEL.DEVICE", "cpu"))
+    assert {k: v.shape for k, v in a.state_dict().items()} == {
+        k: v.shape for k, v in b.state_dict().items()}
+    assert torch.equal(a.pixel_mean, b.pixel_mean) and torch.equal(a.pixel_std, b.pixel_std)
+    assert a.input_format == b.input_format == "RGB"
