@@ -27,6 +27,8 @@ import sys
 from kd_det.benchmarks.detection import (
     compare,
     format_table,
+    kd_best_yaml,
+    load_cfg,
     read_curve,
     role_configs,
     write_report,
@@ -115,6 +117,20 @@ def carry_selection(results, previous):
                 f"kd_best's settings are the search's {name!r} run: its val AP is that run's")
 
 
+def write_kd_best(results_json, folder):
+    """<folder>/kd_best.yaml from the selection results, by choose_kd_best."""
+    path = os.path.join(folder, "kd_best.yaml")
+    if os.path.exists(path):
+        sys.exit(f"{path} exists: it was chosen already (delete it to choose again)")
+    with open(results_json) as f:
+        results = json.load(f)
+    kd_dir = load_cfg(os.path.join(folder, "kd.yaml")).OUTPUT_DIR
+    text = kd_best_yaml(results, OPTIONS, os.path.join(os.path.dirname(kd_dir), "kd_best"))
+    with open(path, "w") as f:
+        f.write(text)
+    print(text + f"\nwrote {path}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,6 +170,10 @@ def main():
     parser.add_argument("--output", default="",
                         help="results JSON (default results/<set>_accuracy.json, or "
                              "results/<set>_selection.json with --selection-only)")
+    parser.add_argument("--write-kd-best", default="", metavar="JSON",
+                        help="write <configs>/kd_best.yaml from these selection results by "
+                             "the fixed rule (choose_kd_best) and stop; refused when the file "
+                             "exists")
     parser.add_argument("--stages", default="", metavar="REGEX",
                         help="train only the stages whose names match (e.g. 'baseline' while "
                              "another process trains the teacher); no report is written")
@@ -164,6 +184,9 @@ def main():
     args.configs = args.configs or spec["configs"]
     args.work_dir = args.work_dir or f"output/bench_{ds}"
     configs = role_configs(args.configs)
+    if args.write_kd_best:
+        write_kd_best(args.write_kd_best, args.configs)
+        return
     args.output = args.output or (f"results/{ds}_selection.json" if args.selection_only
                                   else f"results/{ds}_accuracy.json")
     args.data = args.data or os.environ.get(spec["env"], "")

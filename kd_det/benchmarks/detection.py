@@ -563,6 +563,51 @@ def _check_same_teacher(now: Dict, before: Dict) -> None:
                 f"from a teacher of {before[m]}: rerun every row (no --carry-over)")
 
 
+def choose_kd_best(results: Dict, options: Dict[str, List]) -> Tuple[Optional[str], Dict]:
+    """The rule kd_best is chosen by, fixed before any run it judges: Chen's recipe plus
+    the searched option (`options`: {name: KEY VALUE list}, each run alone on top of Chen's
+    recipe) of the highest mean val AP over the selection seeds, if that mean beats Chen's
+    recipe's; else Chen's recipe itself. (name or None, {KEY: value})."""
+    val, search = results["validation"], results.get("ablation", {})
+    if not search:
+        raise ValueError("no option search in these results: run the selection with options")
+    missing = sorted(set(search) - set(options))
+    if missing:
+        raise ValueError(f"options {missing} of the search are unknown here")
+    best = max(search, key=lambda n: search[n]["AP_stats"]["mean"])
+    if search[best]["AP_stats"]["mean"] <= val["kd"]["AP_stats"]["mean"]:
+        return None, {}
+    return best, dict(zip(options[best][::2], options[best][1::2]))
+
+
+def kd_best_yaml(results: Dict, options: Dict[str, List], output_dir: str) -> str:
+    """configs/<set>/kd_best.yaml as choose_kd_best decides it: kd.yaml plus the chosen
+    overrides (training into `output_dir`), with the rule and the val means it was decided
+    on in its comment."""
+    import yaml
+
+    name, overrides = choose_kd_best(results, options)
+    means = {"kd (Chen)": results["validation"]["kd"], **{
+        f"kd + {n}": r for n, r in results["ablation"].items()}}
+    lines = ["# kd_det's best recipe, chosen by kd_det.benchmarks.detection.choose_kd_best on",
+             f"# the selection runs ({results['protocol']['selection']}) and nothing else:",
+             "# Chen's recipe plus the option of the highest mean val AP, if it beats Chen's.",
+             "# Mean val AP (AP50) over the seeds:"]
+    lines += [f"#   {n}: {r['AP_stats']['mean']:.2f} ({r['AP50_stats']['mean']:.2f})"
+              for n, r in means.items()]
+    lines.append(f"# Chosen: {name or 'none beats it, so Chen recipe itself'}.")
+    tree: Dict = {}
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    body = yaml.safe_dump({"_BASE_": "kd.yaml", **tree, "OUTPUT_DIR": output_dir},
+                          sort_keys=False)
+    return "\n".join(lines) + "\n" + body
+
+
 def _kd_overrides(base: CfgNode, other: CfgNode) -> Dict:
     """{KEY: value} of the KD.* keys where `other` differs from `base`."""
     out = {}

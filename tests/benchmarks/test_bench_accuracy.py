@@ -84,3 +84,41 @@ def test_quick_aquarium_benchmark_reports_coco_metrics(shared_data, tmp_path):
     assert set(res["baseline"]["AP_per_size"]) == {"APs", "APm", "APl"}
     assert res["commit"] and "tree_clean" in res
     assert res["protocol"]["test"].startswith("train aquarium_trainval -> test aquarium_test")
+
+
+def test_kd_best_is_written_by_the_fixed_rule(tmp_path):
+    """Chen's recipe plus the searched option of the highest mean val AP when it beats
+    Chen's; the YAML loads as kd.yaml plus exactly those overrides, and is not rewritten."""
+    import shutil
+
+    from kd_det.benchmarks.detection import _kd_overrides, choose_kd_best, load_cfg
+
+    tool = _tool()
+    folder = tmp_path / "Aquarium"
+    shutil.copytree(os.path.join(ROOT, "configs", "Aquarium"), folder)
+    (folder / "kd.yaml").write_text((folder / "kd.yaml").read_text().replace(
+        '_BASE_: "student.yaml"', f'_BASE_: "{ROOT}/configs/Aquarium/student.yaml"'))
+
+    def stats(*aps):
+        return {"AP": list(aps), "AP50": [2 * a for a in aps],
+                "AP_stats": {"mean": sum(aps) / len(aps)},
+                "AP50_stats": {"mean": 2 * sum(aps) / len(aps)}}
+
+    results = {"protocol": {"selection": "train a -> validate b, seeds [0, 1]"},
+               "validation": {"kd": stats(24.0, 25.0)},
+               "ablation": {"pkd_hint": stats(25.0, 25.5), "hint_x4": stats(26.0, 24.0),
+                            "inherit": stats(23.0, 23.0)}}
+    assert choose_kd_best(results, tool.OPTIONS) == (
+        "pkd_hint", {"KD.HINT.LOSS": "pkd", "KD.HINT.WEIGHT": 6.0})
+    path = tmp_path / "selection.json"
+    path.write_text(json.dumps(results))
+    tool.write_kd_best(str(path), str(folder))
+    kd, best = load_cfg(str(folder / "kd.yaml")), load_cfg(str(folder / "kd_best.yaml"))
+    assert _kd_overrides(kd, best) == {"KD.HINT.LOSS": "pkd", "KD.HINT.WEIGHT": 6.0}
+    assert best.OUTPUT_DIR == "./output/aquarium/kd_best"
+    assert "kd + pkd_hint: 25.25 (50.50)" in (folder / "kd_best.yaml").read_text()
+    with pytest.raises(SystemExit, match="exists"):
+        tool.write_kd_best(str(path), str(folder))
+    # no option above Chen's mean: Chen's recipe itself
+    results["ablation"] = {"inherit": stats(23.0, 23.0)}
+    assert choose_kd_best(results, tool.OPTIONS) == (None, {})
