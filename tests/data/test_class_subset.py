@@ -54,6 +54,59 @@ def test_coco_evaluator_scores_only_the_kept_classes(source, tmp_path):
     assert {k for k in bbox if k.startswith("AP-")} == {"AP-c1", "AP-c2"}
 
 
+class _Noisy(torch.nn.Module):
+    """Detections of a dataset's ground truth, shifted, with false positives of every
+    class: an imperfect detector whose AP is neither 0 nor 100."""
+
+    def __init__(self, records):
+        super().__init__()
+        self.records = {r["image_id"]: r for r in records}
+
+    def forward(self, batched_inputs):
+        g = torch.Generator().manual_seed(0)
+        out = []
+        for x in batched_inputs:
+            r = self.records[x["image_id"]]
+            boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                     for a in r["annotations"]]
+            classes = [a["category_id"] for a in r["annotations"]]
+            boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+            boxes = boxes + torch.randint(-4, 5, boxes.shape, generator=g)
+            fp = torch.rand(3, 2, generator=g) * 60
+            boxes = torch.cat([boxes, torch.cat([fp, fp + 20], dim=1)])
+            classes = classes + torch.randint(0, 3, (3,), generator=g).tolist()
+            inst = Instances((r["height"], r["width"]))
+            inst.pred_boxes = Boxes(boxes)
+            inst.scores = torch.rand(len(boxes), generator=g)
+            inst.pred_classes = torch.tensor(classes, dtype=torch.long)
+            out.append({"instances": inst})
+        return out
+
+
+def test_a_wider_detector_scores_on_a_subset_as_on_its_own_set(source, tmp_path):
+    """A 3-class detector scored on a 2-class subset through its class map gives each kept
+    class the AP it has on the whole set (COCO scores each class on its own)."""
+    from detectron2.evaluation import inference_on_dataset
+
+    from kd_det.benchmarks.detection import in_classes_of, load_cfg
+    from kd_det.engine import KDTrainer
+
+    register_class_subset("kd_subset_c2c0_eval", "kd_subset_src", ["c2", "c0"])
+    cfg = load_cfg("configs/builtin/student.yaml", ["DATASETS.TRAIN", "('kd_subset_src',)",
+                                                    "OUTPUT_DIR", str(tmp_path)])
+    detector = _Noisy(DatasetCatalog.get("kd_subset_src"))
+
+    def ap(dataset, model):
+        loader = KDTrainer.build_test_loader(cfg, dataset)
+        evaluator = COCOEvaluator(dataset, output_dir=str(tmp_path / dataset))
+        return inference_on_dataset(model, loader, evaluator)["bbox"]
+
+    whole = ap("kd_subset_src", detector)
+    subset = ap("kd_subset_c2c0_eval", in_classes_of(detector, cfg, "kd_subset_c2c0_eval"))
+    assert 0 < whole["AP-c0"] < 100 and 0 < whole["AP-c2"] < 100
+    assert (subset["AP-c0"], subset["AP-c2"]) == (whole["AP-c0"], whole["AP-c2"])
+
+
 @pytest.mark.parametrize("classes,match", [
     (["c1", "c9"], "has no class 'c9'"),
     (["c1", "c1"], r"classes \['c1'\] are named twice"),
