@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Tuple
 
 from . import classification, deploy, detection, face, sr
 
-__all__ = ["tables", "speed_table", "render_blocks", "KINDS"]
+__all__ = ["tables", "provenance", "speed_table", "render_blocks", "KINDS"]
 
 
 def speed_table(results: Dict) -> str:
@@ -67,11 +67,23 @@ KINDS: List[Tuple[Callable[[Dict], bool], Callable[[Dict], str]]] = [
 ]
 
 
+def provenance(results: Dict) -> str:
+    """The code a results JSON came from, as a line under its tables."""
+    if results.get("commit"):
+        dirty = "" if results.get("tree_clean") else ", with uncommitted changes"
+        return f"<sub>Produced at commit {results['commit'][:7]}{dirty}.</sub>"
+    if results.get("committed_in"):
+        return (f"<sub>Committed in {results['committed_in'][:7]}: produced at that commit "
+                "or an earlier one.</sub>")
+    return "<sub>The commit that produced these numbers is not recorded.</sub>"
+
+
 def tables(results: Dict) -> str:
-    """The Markdown of `results`, whichever benchmark wrote it."""
+    """The Markdown of `results`, whichever benchmark wrote it, and the code it came from
+    (left out of a block that shows the first table only)."""
     for matches, table in KINDS:
         if matches(results):
-            return table(results)
+            return f"{table(results)}\n\n{provenance(results)}"
     raise ValueError("not a results JSON of a kd_det benchmark (keys: "
                      f"{', '.join(sorted(results)[:12])}); tools/report.py reads the JSONs "
                      "in results/")

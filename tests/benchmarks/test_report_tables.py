@@ -70,3 +70,19 @@ def test_a_changed_number_makes_the_block_stale(tmp_path):
 def test_an_unknown_json_is_refused_naming_its_keys():
     with pytest.raises(ValueError, match="not a results JSON .*keys: a, b"):
         tables({"a": 1, "b": 2})
+
+
+def test_each_table_says_which_code_made_it():
+    from kd_det.benchmarks.tables import provenance
+
+    assert provenance({"commit": "a" * 40, "tree_clean": True}) == (
+        "<sub>Produced at commit aaaaaaa.</sub>")
+    assert "with uncommitted changes" in provenance({"commit": "a" * 40, "tree_clean": False})
+    assert provenance({"commit": None, "committed_in": "b" * 40}).startswith(
+        "<sub>Committed in bbbbbbb: produced at that commit or an earlier one")
+    with open(os.path.join(ROOT, "results", "speed_cpu.json")) as f:
+        res = json.load(f)
+    full = tables(res)
+    assert full.endswith(provenance(res))
+    block = "<!-- report: results/speed_cpu.json first -->\n<!-- /report -->"
+    assert provenance(res) not in render_blocks(block, ROOT)  # the README's first table only
