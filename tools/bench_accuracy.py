@@ -25,6 +25,7 @@ import os
 import sys
 
 from kd_det.benchmarks.detection import (
+    choose_kd_best,
     compare,
     format_table,
     kd_best_yaml,
@@ -89,7 +90,7 @@ TITLES = {"configs/Aquarium": "Aquarium (Roboflow, CC BY 4.0): MobileNetV2-FPN12
                                      "quarter of its resolution"}
 
 SELECTION_KEYS = ("validation", "validation_gap_closed", "ablation", "curves",
-                  "time_to_accuracy", "diagnostics")
+                  "time_to_accuracy", "diagnostics", "pair_check")
 
 
 def carry_selection(results, previous):
@@ -124,6 +125,10 @@ def write_kd_best(results_json, folder):
         sys.exit(f"{path} exists: it was chosen already (delete it to choose again)")
     with open(results_json) as f:
         results = json.load(f)
+    name, _ = choose_kd_best(results, OPTIONS)
+    if name is None:
+        sys.exit("no searched option beats Chen's recipe on val: kd_best is Chen's recipe "
+                 "(the kd row); no kd_best.yaml written, so no second copy of it is trained")
     kd_dir = load_cfg(os.path.join(folder, "kd.yaml")).OUTPUT_DIR
     text = kd_best_yaml(results, OPTIONS, os.path.join(os.path.dirname(kd_dir), "kd_best"))
     with open(path, "w") as f:

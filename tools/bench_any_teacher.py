@@ -36,12 +36,14 @@ TITLE = "Aquarium (Roboflow, CC BY 4.0): distilling from the teacher you have"
 
 
 def subset_name(split: str, classes) -> str:
-    return f"aquarium{len(classes)}_{split}"
+    """aquarium_<classes>_<split>: named by its classes, so that stages of another class
+    set never share its cached records or evaluations."""
+    return f"aquarium_{'_'.join(classes)}_{split}"
 
 
 def register_subsets(classes) -> None:
-    """aquarium<K>_{train,val,trainval,test}: the student's sets, cut from aquarium_*. Also
-    run in each worker process (the orchestrator's setup)."""
+    """The student's sets, cut from aquarium_{train,val,trainval,test}. Also run in each
+    worker process (the orchestrator's setup)."""
     for split in AQUARIUM_SPLITS:
         register_class_subset(subset_name(split, classes), f"aquarium_{split}", classes)
 

@@ -134,6 +134,7 @@ def evaluate_weights(cfg: CfgNode, weights: str, dataset: str, cache_dir: str) -
         test_cfg = cfg.clone()
         test_cfg.defrost()
         test_cfg.DATASETS.TEST = (dataset,)
+        test_cfg.OUTPUT_DIR = cache_dir  # the evaluator's files beside the cached record
         model = KDTrainer.build_model(test_cfg)
         SafeDetectionCheckpointer(model).load(weights)
         return _bbox(KDTrainer.test(test_cfg, in_classes_of(model, cfg, dataset)))
@@ -146,15 +147,18 @@ def in_classes_of(model: torch.nn.Module, cfg: CfgNode, dataset: str) -> torch.n
     the dataset has a subset of its classes (a 7-class teacher on a 3-class student's test
     set), its detections mapped by class name to the dataset's classes."""
     def names(d):  # a COCO json's class names are known once it is read
+        if d not in DatasetCatalog.list():
+            return None
         if MetadataCatalog.get(d).get("thing_classes", None) is None:
             DatasetCatalog.get(d)
         return MetadataCatalog.get(d).get("thing_classes", None)
 
-    theirs, ours = names(dataset), names(cfg.DATASETS.TRAIN[0])
-    if theirs is None or ours is None or list(theirs) == list(ours):
+    dataset_classes, model_classes = names(dataset), names(cfg.DATASETS.TRAIN[0])
+    if dataset_classes is None or model_classes is None or (
+            list(dataset_classes) == list(model_classes)):
         return model
     return InStudentClasses(model, resolve_class_map(
-        "by_name", theirs, ours, len(theirs), len(ours),
+        "by_name", dataset_classes, model_classes, len(dataset_classes), len(model_classes),
         key=f"scoring a model of {cfg.DATASETS.TRAIN[0]}'s classes on {dataset}"))
 
 
@@ -222,6 +226,8 @@ def summarize(stages: List[Dict]) -> Dict:
         "AP50_stats": mean_spread(per_seed("AP50")),
         "train_seconds": [s.get("train_seconds") for s in stages],
     }
+    if any(s.get("resumed_at_iter") for s in stages):  # train_seconds: the last part only
+        out["resumed_at_iter"] = [s.get("resumed_at_iter", 0) for s in stages]
     if common(["AP75"]):
         out["AP75"] = per_seed("AP75")
     sizes = common(["APs", "APm", "APl"])
@@ -413,7 +419,10 @@ def compare(
             results["protocol"]["ablation"] = (
                 "carried over: the option search of the earlier results, distilled from the "
                 "teacher those results used")
-        results["curves"] = {"teacher": read_curve(teacher_dir)}
+        # The teacher's own learning curve is on its DATASETS.TEST: beside the students'
+        # only when that is their validation set.
+        own = "teacher" if val_split[1] in teacher_cfg.DATASETS.TEST else "teacher_own_val"
+        results["curves"] = {own: read_curve(teacher_dir)}
         results["diagnostics"] = {}
         for row in rows:
             run = by_group["val"][row][0]["dir"] if row in run_rows else None

@@ -178,7 +178,9 @@ def _run_stage(stage: Stage) -> Dict:
             f.write(stage.cfg.dump())
         with open(os.path.join(out, "fingerprint.txt"), "w") as f:
             f.write(fingerprint)
-        done = (_checkpoint_iter(out) or 0) if resume else 0
+        done = 0
+        if resume:  # a finished run's model_final: its whole schedule
+            done = _checkpoint_iter(out) or stage.cfg.get("SOLVER", {}).get("MAX_ITER", 0)
         t0 = time.perf_counter()
         results = stage.train(stage.cfg, resume=resume)
         # A resumed stage's wall-clock is this call's only: say from which iteration.

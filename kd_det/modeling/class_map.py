@@ -155,6 +155,9 @@ class InStudentClasses(nn.Module):
         self.detector = detector
         self.register_buffer("_to_student", torch.tensor(class_map.student_index()),
                              persistent=False)
+        # The detector's mode, so that an evaluation (inference_context restores the mode
+        # it found) leaves a frozen teacher in eval mode.
+        self.train(detector.training)
 
     def forward(self, batched_inputs):
         outputs = self.detector(batched_inputs)

@@ -701,7 +701,9 @@ class Hint(KDTerm):
             want = student_shapes[s].stride * 2 ** shift
             found = {n for shapes in teacher_shapes for n, spec in shapes.items()
                      if spec.stride == want}
-            if len(found) != 1 or any(not found & set(shapes) for shapes in teacher_shapes):
+            name = next(iter(found)) if len(found) == 1 else None
+            if name is None or any(name not in shapes or shapes[name].stride != want
+                                   for shapes in teacher_shapes):
                 strides = sorted({f"{n} ({spec.stride})" for shapes in teacher_shapes
                                   for n, spec in shapes.items()})
                 raise ValueError(
@@ -709,7 +711,7 @@ class Hint(KDTerm):
                     f"{student_shapes[s].stride}) needs one teacher feature of stride {want}"
                     f" in every teacher, found {sorted(found) or 'none'}; the teachers' "
                     f"features (stride): {strides}. Name the pairs instead.")
-            pairs.append((s, found.pop()))
+            pairs.append((s, name))
         logger.info("KD.HINT.PAIR_BY stride: %s",
                     ", ".join(f"{s} -> {t}" for s, t in pairs))
         return dataclasses.replace(self, pairs=tuple(pairs), pair_by="name")

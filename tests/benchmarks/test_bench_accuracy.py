@@ -119,6 +119,11 @@ def test_kd_best_is_written_by_the_fixed_rule(tmp_path):
     assert "kd + pkd_hint: 25.25 (50.50)" in (folder / "kd_best.yaml").read_text()
     with pytest.raises(SystemExit, match="exists"):
         tool.write_kd_best(str(path), str(folder))
-    # no option above Chen's mean: Chen's recipe itself
+    # no option above Chen's mean: Chen's recipe itself, and no second copy of it to train
     results["ablation"] = {"inherit": stats(23.0, 23.0)}
     assert choose_kd_best(results, tool.OPTIONS) == (None, {})
+    path.write_text(json.dumps(results))
+    (folder / "kd_best.yaml").unlink()
+    with pytest.raises(SystemExit, match="kd_best is Chen's recipe"):
+        tool.write_kd_best(str(path), str(folder))
+    assert not (folder / "kd_best.yaml").exists()

@@ -1,5 +1,5 @@
-"""tools/bench_any_teacher.py builds every stage of both pairs on Aquarium (its configs, the
-class-subset datasets, the shared teacher and baseline folders) without training any."""
+"""tools/bench_any_teacher.py: the two pairs' folders and datasets, and every stage of both
+built on Aquarium (configs, class-subset datasets) without training any."""
 import os
 import subprocess
 import sys
@@ -16,3 +16,25 @@ def test_both_pairs_build_their_stages(shared_data, tmp_path):
     assert out.splitlines() == ["label_space: trained or cached: ",
                                 "backbone: trained or cached: "]
     assert not (tmp_path / "work").exists() and not (tmp_path / "acc").exists()
+
+
+def _tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_any_teacher", os.path.join(ROOT, "tools", "bench_any_teacher.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_pairs_reuse_the_accuracy_benchmarks_teacher_and_baselines():
+    pairs = _tool().pairs(["shark", "fish"], "work", "acc")
+    label, backbone = pairs["label_space"], pairs["backbone"]
+    assert label["teacher_dir"] == os.path.join("acc", "teacher")  # the 7-class teacher
+    assert "baseline_dir" not in label  # a 2-class student: baselines of its own
+    assert label["val_split"] == ("aquarium_shark_fish_train", "aquarium_shark_fish_val")
+    assert label["opts"]["kd"] == ["MODEL.ROI_HEADS.NUM_CLASSES", 2]
+    assert backbone["baseline_dir"] == "acc"  # bench_accuracy's baselines
+    assert backbone["teacher_dir"] == os.path.join("work", "teacher_effl0")
+    assert backbone["configs"]["teacher"].endswith("teacher_effl0.yaml")

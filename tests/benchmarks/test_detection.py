@@ -103,6 +103,11 @@ def test_summarize_keeps_coco_sizes_and_classes_only_when_every_seed_has_them():
     assert len(table.splitlines()) == 3  # a row without sizes (VOC) is left out
     voc = summarize([{"AP": 1.0, "AP50": 2.0, "AP50-RBC": 3.0}])
     assert voc["AP50_per_class"] == {"RBC": [3.0]} and "AP75" not in voc
+    # a resumed stage's train_seconds are its last part: the row says so
+    assert "resumed_at_iter" not in voc
+    resumed = summarize([{"AP": 1.0, "AP50": 2.0, "resumed_at_iter": 750},
+                         {"AP": 1.0, "AP50": 2.0}])
+    assert resumed["resumed_at_iter"] == [750, 0]
 
 
 def _tiny_pair(tmp_path, prefix: str, eval_period: int = 0):
@@ -185,9 +190,9 @@ def test_compare_runs_every_stage_once_and_reports_each_row(tmp_path, one_thread
 
 def test_compare_a_student_of_a_class_subset_and_shared_baselines(tmp_path, one_thread):
     """A 3-class teacher distils a student of 2 of its classes (a class subset, mapped by
-    name): the teacher is scored on the subset through the map (before training too, where
-    its raw detections would be other classes' ids), and a second pair of the same student
-    reuses the baselines in `baseline_dir`."""
+    name): the teacher is scored on the subset through the map, the KD stages run with the
+    teacher's evaluation before training on, and a second pair of the same student reuses
+    the baselines in `baseline_dir`."""
     from kd_det.data import register_class_subset
 
     configs = _tiny_pair(tmp_path, "kd_sub")
@@ -215,6 +220,8 @@ def test_compare_a_student_of_a_class_subset_and_shared_baselines(tmp_path, one_
     for row in ("teacher", "baseline", "kd"):
         assert set(res[row]["AP_per_class"]) == {"c2", "c0"}, row
         assert set(res["validation"][row]["AP_per_class"]) == {"c2", "c0"}, row
+    # the teacher's own learning curve is on its 3-class set: not beside the students'
+    assert "teacher" not in res["curves"] and "teacher_own_val" in res["curves"]
     stamps = {p: os.path.getmtime(p)
               for p in glob.glob(f"{shared['baseline_dir']}/*/baseline_s0/stage.json")}
     assert len(stamps) == 2 and not glob.glob(f"{tmp_path}/a/*/baseline_s0")

@@ -186,6 +186,7 @@ def test_a_wider_teacher_is_evaluated_before_training_in_the_students_classes(
     """The teacher AP logged before the first step scores a 4-class teacher on the
     3-class student's test set through its class map, not with its own class ids."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.evaluation import inference_context
 
     from kd_det.benchmarks.detection import load_cfg
     from kd_det.modeling.class_map import InStudentClasses
@@ -201,10 +202,15 @@ def test_a_wider_teacher_is_evaluated_before_training_in_the_students_classes(
     cfg.KD.TEACHER.WEIGHTS = wide.KD.TEACHER.WEIGHTS
     cfg.KD.TEACHER.CLASS_MAP = [2, 3, 0]  # student c0, c1, c2
     cfg.OUTPUT_DIR = str(tmp_path / "out")
-    (hook,) = [h for h in KDTrainer(cfg)._hooks if type(h).__name__ == "TeacherEvalHook"]
+    trainer = KDTrainer(cfg)
+    (hook,) = [h for h in trainer._hooks if type(h).__name__ == "TeacherEvalHook"]
     teacher = hook._teachers["teacher"]
     assert isinstance(teacher, InStudentClasses)
     assert teacher._to_student.tolist() == [2, -1, 0, 1]
+    # An evaluation restores the mode it found: the frozen teacher stays in eval mode.
+    with inference_context(teacher):
+        pass
+    assert not trainer.model.teacher.training and not teacher.training
 
 
 class _CrashAtLastStep(HookBase):

@@ -1,8 +1,8 @@
-"""EfficientNet-Lite0(-FPN) backbone: its own config keys, shapes and strides at an odd
-input size, the ImageNet loader (every tensor exactly, a corrupted file refused naming the
-key, the installed package's file), freezing, TorchScript and tracing, a Faster R-CNN
-step from the shipped configs, and the Aquarium teacher that differs from teacher.yaml in
-its backbone only."""
+"""EfficientNet-Lite0(-FPN) backbone: its own config keys, shapes and strides, TensorFlow's
+'same' padding at stride 2, the ImageNet loader (every tensor exactly, a corrupted file
+refused naming the key, the installed package's file), freezing, TorchScript and tracing,
+a Faster R-CNN step from the shipped configs, and the Aquarium teacher that differs from
+teacher.yaml in its backbone only."""
 import importlib.util
 import os
 import sys

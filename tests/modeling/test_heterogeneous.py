@@ -150,7 +150,9 @@ def test_a_vitdet_teacher_distils_a_mobilenet_student(one_thread):
     """ViTDet's simple feature pyramid (a plain ViT at stride 16, deconvolved and pooled
     to p2..p6, square-padded) as the teacher of a MobileNetV2-FPN student, built as a
     LazyConfig would build it: every term finite, gradients only in the student and the
-    adapters, and the hint pairs found by stride."""
+    adapters; its hint pairs found by stride (here the same names: other names are
+    tests/modeling/test_kd_terms.py's)."""
+    pytest.importorskip("timm", reason="Detectron2's ViT needs timm: pip install -e .[vit]")
     from detectron2.modeling import SimpleFeaturePyramid, ViT
     from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 

@@ -324,6 +324,10 @@ def test_pair_by_stride_finds_each_student_features_teacher_feature():
     other = {k.replace("t", "q"): v for k, v in teacher.items()}
     with pytest.raises(ValueError, match=r"found \['q3', 't3'\]"):
         hint.bind(student, [teacher, other])
+    # a second teacher with the name at another stride only
+    shifted = {f"t{i}": ShapeSpec(channels=128, stride=2 ** (i + 1)) for i in range(3, 8)}
+    with pytest.raises(ValueError, match=r"'p3' \(stride 8\) needs one teacher feature"):
+        hint.bind(student, [teacher, shifted])
     with pytest.raises(ValueError, match="'stride' finds the teacher features itself"):
         Hint(pairs=(("p3", "t3"),), pair_by="stride")
 

