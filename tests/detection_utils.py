@@ -12,6 +12,16 @@ from kd_det.modeling.kd_terms import build_kd_terms
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def load_tool(name):
+    """tools/<name>.py as a module (the tools are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_yaml_cfg(path, *opts):
     """A shipped detection config (path relative to the repository), as tools read it."""
     cfg = get_cfg()

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ..detection_utils import ROOT, load_tool
 
 
 @pytest.mark.slow
@@ -24,14 +24,6 @@ def test_quick_benchmark_writes_every_row(shared_data, tmp_path):
     assert (tmp_path / "work_quick" / "results.png").is_file()
 
 
-def _tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_accuracy", os.path.join(ROOT, "tools", "bench_accuracy.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(ap50, ap):
@@ -41,7 +33,7 @@ def _row(ap50, ap):
 def test_carried_selection_maps_kd_best_to_the_search_run_of_its_settings():
     """--test-only: the selection part is copied as measured; a kd_best of other settings
     there is replaced by the search run whose overrides are today's kd_best settings."""
-    tool = _tool()
+    tool = load_tool("bench_accuracy")
     previous = {
         "protocol": {"selection": "train a -> validate b, seed 0"},
         "kd_best_settings": {"KD.STUDENT.INIT_FROM_TEACHER": True, "KD.HINT.LOSS": "pkd",
@@ -93,7 +85,7 @@ def test_kd_best_is_written_by_the_fixed_rule(tmp_path):
 
     from kd_det.benchmarks.detection import _kd_overrides, choose_kd_best, load_cfg
 
-    tool = _tool()
+    tool = load_tool("bench_accuracy")
     folder = tmp_path / "Aquarium"
     shutil.copytree(os.path.join(ROOT, "configs", "Aquarium"), folder)
     (folder / "kd.yaml").write_text((folder / "kd.yaml").read_text().replace(

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ..detection_utils import ROOT, load_tool
 
 
 def test_both_pairs_build_their_stages(shared_data, tmp_path):
@@ -18,18 +18,10 @@ def test_both_pairs_build_their_stages(shared_data, tmp_path):
     assert not (tmp_path / "work").exists() and not (tmp_path / "acc").exists()
 
 
-def _tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_any_teacher", os.path.join(ROOT, "tools", "bench_any_teacher.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_pairs_reuse_the_accuracy_benchmarks_teacher_and_baselines():
-    pairs = _tool().pairs(["shark", "fish"], "work", "acc")
+    pairs = load_tool("bench_any_teacher").pairs(["shark", "fish"], "work", "acc")
     label, backbone = pairs["label_space"], pairs["backbone"]
     assert label["teacher_dir"] == os.path.join("acc", "teacher")  # the 7-class teacher
     assert "baseline_dir" not in label  # a 2-class student: baselines of its own
