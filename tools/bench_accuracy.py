@@ -36,7 +36,7 @@ from kd_det.benchmarks.detection import (
 )
 from kd_det.benchmarks.machine import machine_info
 from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
-from kd_det.data import register_all
+from kd_det.data import use_dataset_root
 
 # Per dataset: its registered name prefix, the environment variable of its root, where
 # the shared copy sits, and the benchmark's default configs, work folder and results.
@@ -194,12 +194,7 @@ def main():
         return
     args.output = args.output or (f"results/{ds}_selection.json" if args.selection_only
                                   else f"results/{ds}_accuracy.json")
-    args.data = args.data or os.environ.get(spec["env"], "")
-    if not args.data and os.path.isdir(spec["shared"]):
-        args.data = spec["shared"]
-    if args.data:
-        os.environ[spec["env"]] = os.path.abspath(args.data)
-        register_all()  # re-register the splits at the new root (workers inherit it)
+    args.data = use_dataset_root(spec["env"], args.data, spec["shared"])
     opts, seeds = {}, args.seeds
     if args.options is None:  # all, unless the search is carried over
         args.options = [] if args.rows else list(spec["options"])

@@ -28,7 +28,7 @@ from kd_det.benchmarks.detection import compare, role_configs
 from kd_det.benchmarks.machine import machine_info
 from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
 from kd_det.benchmarks.report import Bars, save_report
-from kd_det.data import AQUARIUM_SPLITS, register_all, register_class_subset
+from kd_det.data import AQUARIUM_SPLITS, register_class_subset, use_dataset_root
 
 SHARED = os.path.join("..", "shared", "data", "aquarium")
 CONFIGS = "configs/Aquarium"
@@ -102,10 +102,7 @@ def main():
     add_run_arguments(parser)
     args = parser.parse_args()
     apply_run_arguments(args)
-    args.data = args.data or (SHARED if os.path.isdir(SHARED) else "")
-    if args.data:
-        os.environ["KD_DET_AQUARIUM_ROOT"] = os.path.abspath(args.data)
-        register_all()
+    args.data = use_dataset_root("KD_DET_AQUARIUM_ROOT", args.data, SHARED)
     register_subsets(args.classes)
     results = {"protocol": {
         "label_space": f"7-class teacher -> student of {args.classes} (class map by name)",

@@ -19,7 +19,7 @@ from kd_det.benchmarks.detection import compare_teachers, role_configs
 from kd_det.benchmarks.machine import machine_info
 from kd_det.benchmarks.orchestrator import add_run_arguments, apply_run_arguments
 from kd_det.benchmarks.report import Bars, save_report
-from kd_det.data import register_all
+from kd_det.data import use_dataset_root
 
 SHARED_BCCD = os.path.join("..", "shared", "data", "BCCD")
 
@@ -48,10 +48,7 @@ def main():
     add_run_arguments(parser)
     args = parser.parse_args()
     apply_run_arguments(args)
-    args.data = args.data or (SHARED_BCCD if os.path.isdir(SHARED_BCCD) else "")
-    if args.data:
-        os.environ["KD_DET_BCCD_ROOT"] = os.path.abspath(args.data)
-        register_all()
+    args.data = use_dataset_root("KD_DET_BCCD_ROOT", args.data, SHARED_BCCD)
     results = compare_teachers(role_configs("configs/BCCD"), args.work_dir, args.single_dir,
                                args.seeds, ("bccd_trainval", "bccd_test"), jobs=args.jobs,
                                previous=_read(args.carry_over))

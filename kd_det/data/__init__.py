@@ -18,6 +18,7 @@ from .datasets import (
     register_from_arguments,
     register_voc_layout,
     replaced_class_names,
+    use_dataset_root,
 )
 from .lr_degrade import LR_SIZES, LRDegradation, down_up
 from .preflight import PREFLIGHT_MODES, NamedErrorMapper, check_records, checked_dataset_dicts
@@ -51,4 +52,5 @@ __all__ = [
     "register_from_arguments",
     "register_voc_layout",
     "replaced_class_names",
+    "use_dataset_root",
 ]

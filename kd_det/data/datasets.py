@@ -331,6 +331,17 @@ def register_all() -> None:
                            metadata={"thing_classes": list(AQUARIUM_CLASSES)})
 
 
+def use_dataset_root(env: str, path: str = "", shared: str = "") -> str:
+    """The root a benchmark reads its set from: `path`, else $`env`, else `shared` when that
+    folder exists. It is exported as $`env` (worker processes inherit it) and kd_det's
+    datasets are registered again there; '' when there is none."""
+    path = path or os.environ.get(env, "") or (shared if shared and os.path.isdir(shared) else "")
+    if path:
+        os.environ[env] = os.path.abspath(path)
+        register_all()
+    return path
+
+
 def replaced_class_names(name: str) -> Optional[list]:
     """The class names dataset `name` had before a registration replaced it (None when it
     was never replaced or had none in its metadata)."""

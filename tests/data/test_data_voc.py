@@ -217,3 +217,21 @@ def test_bad_coco_files_are_refused_naming_the_file(tmp_path, catalog_names):
     catalog_names.append("kd_test_missing")
     with pytest.raises(ValueError, match="000.png: the image file is missing"):
         check_records(DatasetCatalog.get("kd_test_missing"), "kd_test_missing")
+
+
+def test_a_benchmarks_data_root_is_the_flag_then_the_variable_then_the_shared_copy(
+        shared_data, monkeypatch, tmp_path):
+    from kd_det.data import use_dataset_root
+
+    bccd = os.path.join(shared_data, "BCCD")
+    monkeypatch.delenv("KD_DET_BCCD_ROOT", raising=False)
+    try:
+        assert use_dataset_root("KD_DET_BCCD_ROOT", "", str(tmp_path / "absent")) == ""
+        assert use_dataset_root("KD_DET_BCCD_ROOT", "", bccd) == bccd  # the shared copy
+        assert os.environ["KD_DET_BCCD_ROOT"] == bccd  # exported for worker processes
+        assert MetadataCatalog.get("bccd_test").dirname == bccd  # registered there
+        assert use_dataset_root("KD_DET_BCCD_ROOT", "", "") == bccd  # the variable
+        assert use_dataset_root("KD_DET_BCCD_ROOT", str(tmp_path), bccd) == str(tmp_path)
+    finally:
+        monkeypatch.undo()
+        register_all()
