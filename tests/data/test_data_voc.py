@@ -224,7 +224,7 @@ def test_a_benchmarks_data_root_is_the_flag_then_the_variable_then_the_shared_co
     from kd_det.data import use_dataset_root
 
     bccd = os.path.join(shared_data, "BCCD")
-    monkeypatch.delenv("KD_DET_BCCD_ROOT", raising=False)
+    monkeypatch.setenv("KD_DET_BCCD_ROOT", "")  # undo() restores what was there before
     try:
         assert use_dataset_root("KD_DET_BCCD_ROOT", "", str(tmp_path / "absent")) == ""
         assert use_dataset_root("KD_DET_BCCD_ROOT", "", bccd) == bccd  # the shared copy
